@@ -1,0 +1,17 @@
+{
+    "name": "Pipemail: AI for Email",
+    "summary": "Thread summaries, AI drafting and suggested replies for synced email, "
+    "on any OpenAI-compatible endpoint (a local llama.cpp server by default)",
+    "version": "18.0.1.0.0",
+    "category": "Sales/CRM",
+    "website": "https://github.com/pipemail/pipemail",
+    "author": "pipemail",
+    "license": "LGPL-3",
+    "installable": True,
+    "depends": ["pipemail_sync"],
+    "external_dependencies": {"python": ["openai"]},
+    "data": [
+        "views/res_config_settings_views.xml",
+        "views/res_users_views.xml",
+    ],
+}
