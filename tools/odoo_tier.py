@@ -30,7 +30,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,7 +213,7 @@ def odoo_args(odoo: OdooInstall, db: dict[str, str], dbname: str, workdir: Path)
         f"--db_user={db['db_user']}",
         f"--db_password={db['db_password']}",
         f"--database={dbname}",
-        "--db-filter=^%s$" % re.escape(dbname),
+        f"--db-filter=^{re.escape(dbname)}$",
         "--without-demo=all",
         "--max-cron-threads=0",
     ]
@@ -295,8 +294,9 @@ def run_lifecycle(odoo: OdooInstall, workdir: Path, log_path: Path) -> list[str]
             "left = env['ir.module.module'].search([('name', 'in', %r), "
             "('state', '!=', 'uninstalled')]);"
             "print('PIPEMAIL_LEFT', left.mapped('name'));"
-            "print('PIPEMAIL_MODELS', env['ir.model'].search_count([('model', '=like', 'pipemail.%%')]))"
-        ) % (list(ADDONS), list(ADDONS))
+            "print('PIPEMAIL_MODELS', "
+            "env['ir.model'].search_count([('model', '=like', 'pipemail.%')]))"
+        ).replace("%r", repr(list(ADDONS)))
         shell = run_odoo_shell(args, code, log_path)
         found += [f"[uninstall] {p}" for p in problems(shell, warnings=True)]
         if "PIPEMAIL_LEFT []" not in shell:
@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         bad = run_lifecycle(odoo, Path(tmp), log_path)
         for line in bad:
             print("  " + line)
-        print(f"odoo lifecycle: {'clean' if not bad else f'{len(bad)} problems'}; log {log_path}")
+        verdict = "clean" if not bad else f"{len(bad)} problems"
+        print(f"odoo lifecycle: {verdict}; log {log_path}")
         return 1 if bad else 0
 
 
