@@ -197,7 +197,7 @@ def decode_header_value(value: str | None) -> str:
     return clean_text("".join(out))
 
 
-_BAD_LOCAL = re.compile(r"[\s<>()\[\]\\,;:\"\x00-\x1f\x7f]")
+_BAD_LOCAL = re.compile(r"[\s<>()\[\]\\,;:\"@\x00-\x1f\x7f]")
 _BAD_DOMAIN = re.compile(r"[\s<>()\\,;:\"@\x00-\x1f\x7f]")
 
 
@@ -465,7 +465,9 @@ class _Parser:
         )
         if is_body_type and disposition != "attachment" and not filename:
             data = _payload_bytes(part, payload)
-            text = decode_bytes(data, part.get_param("charset") or None) if data else ""
+            text = decode_bytes(data, _charset(part)) if data else ""
+            if "\r" in text:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
             if ctype == "text/html":
                 self.htmls.append(text)
             else:
@@ -634,6 +636,16 @@ def sanitize_filename(name: str) -> str:
     return name
 
 
+def _charset(part: Message) -> str | None:
+    try:
+        value = part.get_param("charset")
+    except Exception:  # noqa: BLE001 - a broken parameter list means "unknown"
+        return None
+    if isinstance(value, tuple):  # RFC 2231 form: (charset, language, value)
+        value = value[2]
+    return str(value) if value else None
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -667,7 +679,7 @@ def _salvage(
         for name, value in msg.raw_items():
             parser.headers.setdefault(name.strip().lower(), []).append(value)
         parsed = parser._headers_to_parsed()
-        parsed.text = decode_bytes(body[: 1024 * 1024], msg.get_param("charset") or None)
+        parsed.text = decode_bytes(body[: 1024 * 1024], _charset(msg)).replace("\r\n", "\n")
         parsed.snippet = make_snippet(parsed.text)
         parsed.is_automated = parser._is_automated(parsed)
     except Exception:  # noqa: BLE001 - last resort: identity only

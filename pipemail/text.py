@@ -242,7 +242,7 @@ def _html_to_text_lxml(html: str) -> str:
     root = etree.fromstring(html.encode("utf-8", "replace"), parser)
     if root is None:
         return ""
-    for el in root.iter(*_DROP_TAGS):
+    for el in list(root.iter(*_DROP_TAGS)):
         el.clear(keep_tail=True)
     for el in root.iter():
         tag = el.tag
