@@ -109,6 +109,10 @@ class RemoteMessage:
     gm_msgid: int | None = None
     gm_thrid: int | None = None
     labels: tuple[str, ...] = ()
+    truncated: bool = False
+    """Only the header was fetched: the message is larger than
+    ``AccountConfig.max_message_bytes``. ``key`` is then computed from the header alone,
+    and the same rule applies whenever the message is looked at again."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,9 @@ class WriteBack:
     location: Location
     expect_key: str = ""
     target_folder: str = ""
+    message_id: str = ""
+    """The message's Message-ID, when known. Only used to find a message that a
+    previous, interrupted attempt already moved, so a retry reports it done."""
 
 
 @dataclass(frozen=True)
@@ -267,3 +274,13 @@ class AccountConfig:
     skip_internal: bool = False
     batch_size: int = 200
     max_message_bytes: int = 50 * 1024 * 1024
+    ignore_capabilities: list[str] = field(default_factory=list)
+    """Capabilities treated as absent even when advertised (a server with a broken
+    extension; tests forcing the path a server without it takes)."""
+    disable_condstore: bool = False
+    """Shorthand for ignoring CONDSTORE and QRESYNC: flag changes and expunges are then
+    found by UID/FLAGS comparison, as on Microsoft 365."""
+    reconcile_interval: float = 6 * 3600.0
+    """Without CONDSTORE: seconds between full FLAGS comparisons of a folder (the
+    newest ``recent_window`` messages are compared on every sync)."""
+    recent_window: int = 500

@@ -1,0 +1,344 @@
+"""Write the CRM's changes back to the server without ever touching the wrong message.
+
+A write-back is addressed by (folder, UIDVALIDITY, UID) and carries the key of the
+message it means. Before acting we SELECT the folder, compare UIDVALIDITY, then FETCH
+the message at that UID and recompute its key: if anything differs the result is
+``stale`` and nothing is sent. That is the only way to be safe when the folder was
+rebuilt, or the message expunged by another client, between the click in the CRM and
+this run.
+
+Retries are idempotent: STORE of a flag already set is harmless, and a move whose UID
+has already left the source folder (a previous attempt moved it, then died before the
+result was stored) is looked up in the target folder by Message-ID and key and reported
+``done`` with its new location.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+
+from pipemail.errors import (
+    AuthFailed,
+    CapabilityMissing,
+    ConfigError,
+    ConnectionLost,
+    PipemailError,
+)
+from pipemail.folders import FolderMap, discover
+from pipemail.imap import FetchedMessage, FolderMissing, ImapSession, Mailbox
+from pipemail.mime import message_key, parse_message
+from pipemail.types import (
+    AccountConfig,
+    Location,
+    ParsedMessage,
+    WriteBack,
+    WriteResult,
+)
+
+log = logging.getLogger(__name__)
+
+FLAG_OPS: dict[str, tuple[str, bool]] = {
+    "seen": ("\\Seen", True),
+    "unseen": ("\\Seen", False),
+    "flag": ("\\Flagged", True),
+    "unflag": ("\\Flagged", False),
+}
+MOVE_OPS = frozenset({"archive", "delete", "move"})
+VERIFY_BUDGET = 16 * 1024 * 1024
+
+STALE_UIDVALIDITY = "The folder was rebuilt on the server since; nothing was changed."
+STALE_GONE = "The message is no longer in this folder; nothing was changed."
+STALE_OTHER = "Another message now has this address on the server; nothing was changed."
+
+_NO_PARSED = ParsedMessage(message_id="", content_hash="", raw_size=0)
+
+
+def stale(write: WriteBack, reason: str) -> WriteResult:
+    return WriteResult(id=write.id, status="stale", error=reason)
+
+
+def failed(write: WriteBack, reason: str) -> WriteResult:
+    return WriteResult(id=write.id, status="failed", error=reason)
+
+
+def done(write: WriteBack, location: Location | None) -> WriteResult:
+    return WriteResult(id=write.id, status="done", new_location=location)
+
+
+def server_keys(
+    session: ImapSession, uids: Sequence[int], *, max_message_bytes: int
+) -> dict[int, str]:
+    """The key of the message at each UID of the selected folder (absent UIDs omitted).
+
+    Same rule as the sync: Gmail by X-GM-MSGID, elsewhere Message-ID + content hash
+    of the bytes (only the header for messages above ``max_message_bytes``).
+    """
+    if not uids:
+        return {}
+    ident = session.fetch_identity(list(uids))
+    if session.is_gmail:
+        return {
+            uid: message_key(_NO_PARSED, gm_msgid=item.gm_msgid)
+            for uid, item in ident.items()
+            if item.gm_msgid
+        }
+    keys: dict[int, str] = {}
+    small = [u for u in sorted(ident) if ident[u].size <= max_message_bytes]
+    big = [u for u in sorted(ident) if ident[u].size > max_message_bytes]
+    for group, header_only in ((small, False), (big, True)):
+        chunk: list[int] = []
+        budget = 0
+        for uid in [*group, None]:
+            if uid is not None and (not chunk or budget + ident[uid].size <= VERIFY_BUDGET):
+                chunk.append(uid)
+                budget += ident[uid].size
+                continue
+            if chunk:
+                fetched = session.fetch_messages(chunk, header_only=header_only)
+                for item_uid, item in fetched.items():
+                    key = _key_of(item)
+                    if key:
+                        keys[item_uid] = key
+            chunk, budget = ([uid], ident[uid].size) if uid is not None else ([], 0)
+    return keys
+
+
+def _key_of(item: FetchedMessage) -> str:
+    if item.body is None:
+        return ""
+    parsed = parse_message(item.body, internaldate=item.internaldate, keep_attachment_content=False)
+    return message_key(parsed, gm_msgid=item.gm_msgid)
+
+
+def apply_writes(
+    session: ImapSession,
+    writes: Iterable[WriteBack],
+    *,
+    config: AccountConfig,
+    folders: FolderMap | None = None,
+) -> list[WriteResult]:
+    """Apply write-backs for any folders (SELECTs each one)."""
+    fmap = folders or discover(session)
+    grouped: dict[str, list[WriteBack]] = {}
+    for write in writes:
+        grouped.setdefault(write.location.folder, []).append(write)
+    results: list[WriteResult] = []
+    for folder, group in grouped.items():
+        name = fmap.resolve(folder)
+        if name is None:
+            results += [stale(w, "The folder of this message no longer exists.") for w in group]
+            continue
+        try:
+            mailbox = session.select(name)
+        except FolderMissing:
+            results += [stale(w, "The folder of this message no longer exists.") for w in group]
+            continue
+        results += apply_selected(session, mailbox, group, config=config, folders=fmap)
+    return results
+
+
+def apply_selected(
+    session: ImapSession,
+    mailbox: Mailbox,
+    writes: Sequence[WriteBack],
+    *,
+    config: AccountConfig,
+    folders: FolderMap,
+) -> list[WriteResult]:
+    """Apply write-backs aimed at the folder currently selected as ``mailbox``.
+
+    May SELECT other folders at the end (to find messages an earlier attempt moved);
+    callers re-select what they need afterwards.
+    """
+    results: dict[object, WriteResult] = {}
+    live: list[WriteBack] = []
+    for write in writes:
+        if write.op not in FLAG_OPS and write.op not in MOVE_OPS:
+            results[write.id] = failed(write, f"Unknown change {write.op!r}.")
+        elif write.location.uidvalidity != mailbox.uidvalidity:
+            results[write.id] = stale(write, STALE_UIDVALIDITY)
+        else:
+            live.append(write)
+
+    keys = server_keys(
+        session,
+        sorted({w.location.uid for w in live}),
+        max_message_bytes=config.max_message_bytes,
+    )
+    ready: list[WriteBack] = []
+    lost: list[WriteBack] = []
+    for write in live:
+        key = keys.get(write.location.uid)
+        if key is None:
+            if write.op in MOVE_OPS:
+                lost.append(write)
+            else:
+                results[write.id] = stale(write, STALE_GONE)
+        elif write.expect_key and key != write.expect_key:
+            results[write.id] = stale(write, STALE_OTHER)
+        else:
+            ready.append(write)
+
+    _flag_writes(session, [w for w in ready if w.op in FLAG_OPS], results)
+    _move_writes(session, mailbox, [w for w in ready if w.op in MOVE_OPS], folders, results)
+    for write in lost:
+        results[write.id] = _find_moved(session, write, mailbox, folders, config)
+    return [results[w.id] for w in writes if w.id in results]
+
+
+def _flag_writes(
+    session: ImapSession, writes: Sequence[WriteBack], results: dict[object, WriteResult]
+) -> None:
+    by_op: dict[str, list[WriteBack]] = {}
+    for write in writes:
+        by_op.setdefault(write.op, []).append(write)
+    for op, group in by_op.items():
+        flag, add = FLAG_OPS[op]
+        try:
+            session.store_flags([w.location.uid for w in group], [flag], add=add)
+        except (ConnectionLost, AuthFailed):
+            raise
+        except PipemailError as exc:
+            for write in group:
+                results[write.id] = failed(write, str(exc))
+            continue
+        for write in group:
+            results[write.id] = done(write, write.location)
+
+
+def _target(session: ImapSession, write: WriteBack, folders: FolderMap) -> tuple[str | None, str]:
+    """(target folder, error). Gmail archive has no target: it is a label change."""
+    if write.op == "archive":
+        if session.is_gmail:
+            return None, ""
+        name = folders.get("archive")
+        return (name, "") if name else (None, "There is no Archive folder on the server.")
+    if write.op == "delete":
+        name = folders.get("trash")
+        return (name, "") if name else (None, "There is no Trash folder on the server.")
+    name = folders.resolve(write.target_folder) if write.target_folder else None
+    if name is None:
+        return None, f"The folder “{write.target_folder}” does not exist on the server."
+    return name, ""
+
+
+def _move_writes(
+    session: ImapSession,
+    mailbox: Mailbox,
+    writes: Sequence[WriteBack],
+    folders: FolderMap,
+    results: dict[object, WriteResult],
+) -> None:
+    by_target: dict[str, list[WriteBack]] = {}
+    gmail_archive: list[WriteBack] = []
+    for write in writes:
+        target, error = _target(session, write, folders)
+        if write.op == "archive" and session.is_gmail:
+            gmail_archive.append(write)
+        elif target is None:
+            results[write.id] = failed(write, error)
+        elif target == mailbox.name:
+            results[write.id] = done(write, write.location)  # already there
+        else:
+            by_target.setdefault(target, []).append(write)
+
+    if gmail_archive:
+        # Archiving on Gmail is removing the Inbox label; the message stays in All Mail.
+        try:
+            session.store_labels([w.location.uid for w in gmail_archive], ["\\Inbox"], add=False)
+        except (ConnectionLost, AuthFailed):
+            raise
+        except PipemailError as exc:
+            for write in gmail_archive:
+                results[write.id] = failed(write, str(exc))
+        else:
+            stays = mailbox.name == folders.get("all")
+            for write in gmail_archive:
+                results[write.id] = done(write, write.location if stays else None)
+
+    for target, group in by_target.items():
+        uids = [w.location.uid for w in group]
+        try:
+            copied = session.move(uids, target)
+        except (ConnectionLost, AuthFailed):
+            raise
+        except CapabilityMissing as exc:
+            for write in group:
+                results[write.id] = failed(write, str(exc))
+            continue
+        except PipemailError as exc:
+            for write in group:
+                results[write.id] = failed(write, str(exc))
+            continue
+        for write in group:
+            new = None
+            if copied is not None and write.location.uid in copied[1]:
+                new = Location(target, copied[0], copied[1][write.location.uid])
+            results[write.id] = done(write, new)
+
+
+def _find_moved(
+    session: ImapSession,
+    write: WriteBack,
+    mailbox: Mailbox,
+    folders: FolderMap,
+    config: AccountConfig,
+) -> WriteResult:
+    """The UID left the source: did an earlier attempt of this very write move it?"""
+    target, _error = _target(session, write, folders)
+    if target is None or target == mailbox.name or not write.expect_key:
+        return stale(write, STALE_GONE)
+    criteria: list[str]
+    if write.expect_key.startswith("gm:") and session.is_gmail:
+        criteria = ["X-GM-MSGID", write.expect_key[3:]]
+    elif write.message_id:
+        criteria = ["HEADER", "Message-ID", write.message_id]
+    else:
+        return stale(write, STALE_GONE)
+    try:
+        target_box = session.select(target)
+        client = session._require()
+        with session._guard(f"search {target}"):
+            found = sorted(int(u) for u in client.search(criteria))
+        keys = server_keys(session, found[-20:], max_message_bytes=config.max_message_bytes)
+    except (ConnectionLost, AuthFailed):
+        raise
+    except PipemailError as exc:
+        log.info("looking for moved message %s failed: %s", write.id, exc)
+        return stale(write, STALE_GONE)
+    for uid, key in keys.items():
+        if key == write.expect_key:
+            return done(write, Location(target, target_box.uidvalidity, uid))
+    return stale(write, STALE_GONE)
+
+
+def append_sent(
+    config: AccountConfig,
+    raw: bytes,
+    folder: str | None = None,
+    *,
+    session: ImapSession | None = None,
+    when: datetime | None = None,
+) -> Location | None:
+    """Save a sent message in the Sent folder, for providers that do not do it themselves.
+
+    Marked ``\\Seen``. Returns its location when the server gives APPENDUID (UIDPLUS),
+    else ``None`` (the next sync of Sent finds it by key anyway).
+    """
+    own = session is None
+    s = session or ImapSession.open(config)
+    try:
+        target = folder
+        if target is None:
+            target = discover(s).get("sent")
+            if target is None:
+                raise ConfigError("There is no Sent folder on the server to save the message in.")
+        found = s.append(target, raw, flags=["\\Seen"], when=when or datetime.now(timezone.utc))
+        if found is None:
+            return None
+        return Location(target, found[0], found[1])
+    finally:
+        if own:
+            s.close()
