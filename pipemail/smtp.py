@@ -462,6 +462,14 @@ def _transaction(
             response=f"no reply after the end of the message: {exc!r}",
             ambiguous=True,
         )
+    if not 200 <= code < 600:
+        # A reply cut short ("2" then EOF) or garbage: the server may have said 250.
+        return SendResult(
+            accepted=accepted,
+            refused=refused,
+            response=f"unreadable reply after the end of the message: {code} {resp!r}",
+            ambiguous=True,
+        )
     if 200 <= code < 300:
         return SendResult(
             accepted=accepted, refused=refused, code=code, response=_server_text(resp)
