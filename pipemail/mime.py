@@ -60,6 +60,7 @@ __all__ = [
     "normalize_subject",
     "parse_addresses",
     "parse_message",
+    "sanitize_filename",
 ]
 
 MAX_DEPTH = 20
