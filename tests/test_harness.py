@@ -246,6 +246,103 @@ def test_start_failure_shows_dovecot_log() -> None:
     assert "dovecot" in str(info.value).lower()
 
 
+def test_idle_is_woken_by_doveadm_changes(dovecot: Dovecot, imap_user: User) -> None:
+    client = dovecot.imap(imap_user)
+    try:
+        client.select("INBOX")
+        client.send(b"I1 IDLE\r\n")
+        assert client.readline().startswith(b"+")
+        dovecot.append(imap_user, "INBOX", make_message("wake up"))
+        client.sock.settimeout(5)
+        line = client.readline()
+        assert re.match(rb"\* 1 EXISTS", line), line
+        client.send(b"DONE\r\n")
+        while not client.readline().startswith(b"I1 OK"):
+            pass
+    finally:
+        client.logout()
+
+
+def test_enable_qresync_then_select_reports_modseq(dovecot: Dovecot, imap_user: User) -> None:
+    dovecot.append(imap_user, "INBOX", make_message())
+    client = dovecot.imap(imap_user)
+    try:
+        typ, data = client._simple_command("ENABLE", "QRESYNC")
+        assert typ == "OK" and b"QRESYNC" in b" ".join(client.untagged_responses.pop("ENABLED"))
+        client.select("INBOX")
+        modseq = client.untagged_responses.get("OK", [])
+        assert any(b"HIGHESTMODSEQ" in item for item in modseq), modseq
+    finally:
+        client.logout()
+
+
+def test_config_error_and_missing_binary_are_explained(monkeypatch) -> None:
+    server = Dovecot(start=False)
+    try:
+        server.config_path.write_text(server.config_path.read_text() + "\nno_such_setting = 1\n")
+        with pytest.raises(HarnessError, match="no_such_setting"):
+            server.start()
+    finally:
+        server.close()
+    import harness.dovecot as dovecot_module
+
+    monkeypatch.setattr(dovecot_module, "_find_binary", lambda name: None)
+    with pytest.raises(HarnessError, match="apt-get install dovecot-imapd"):
+        Dovecot()
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of a process group that are not zombies (PID 1 may reap them late)."""
+    import os
+
+    live = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(entry))
+    return live
+
+
+def test_dovecot_dies_with_a_killed_test_process() -> None:
+    """A SIGKILLed pytest must not leave a Dovecot behind (setpriv --pdeathsig)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time; sys.path.insert(0, sys.argv[1]);"
+        "from harness import Dovecot; d = Dovecot();"
+        "print(d._proc.pid, flush=True); time.sleep(60)"
+    )
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, tests_dir], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        pid = int(child.stdout.readline())
+        assert _live_members(pid)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=5)
+        # The master dies at once; its children notice within ~2 s.
+        deadline = time.monotonic() + 10
+        while _live_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        leftover = _live_members(pid)
+        if leftover:
+            os.killpg(pid, signal.SIGKILL)
+        assert not leftover, "Dovecot outlived the process that started it"
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_users_added_at_runtime(dovecot: Dovecot) -> None:
     users = [dovecot.add_user() for _ in range(3)]
     named = dovecot.add_user("alice.example+tag@example.org", "s3cret")
@@ -267,7 +364,11 @@ def test_xoauth2_login_accepts_valid_token(
     client = xoauth2(dovecot_oauth.host, dovecot_oauth.port, user.name, access)
     assert REQUIRED_CAPS <= caps_after_login(client)
     client.logout()
-    assert oauth_server.counts["introspect.active"] == 1
+    bearer = imaplib.IMAP4(dovecot_oauth.host, dovecot_oauth.port, timeout=10)
+    gs2 = f"n,a={user.name},\x01host={dovecot_oauth.host}\x01port={dovecot_oauth.port}"
+    bearer.authenticate("OAUTHBEARER", lambda _: f"{gs2}\x01auth=Bearer {access}\x01\x01")
+    bearer.logout()
+    assert oauth_server.counts["introspect.active"] == 2
     # The same user can still log in with a password on the OAuth-enabled server.
     dovecot_oauth.imap(user).logout()
     pre = imaplib.IMAP4(dovecot_oauth.host, dovecot_oauth.port)

@@ -476,7 +476,9 @@ protocol imap {{
         setpriv = _find_binary("setpriv")
         if setpriv:
             # Dovecot dies with the test process even on SIGKILL: no stray servers left.
-            argv = [setpriv, "--pdeathsig", "TERM", *argv]
+            # KILL, not TERM: a TERMed master waits up to a minute for its log process,
+            # while children notice a dead master within ~2 s.
+            argv = [setpriv, "--pdeathsig", "KILL", *argv]
         with open(stderr_path, "wb") as err:
             self._proc = subprocess.Popen(
                 argv,
