@@ -37,6 +37,7 @@ _PARAGRAPH_TAGS = frozenset(
     {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl"}
 )
 _CELL_TAGS = frozenset({"td", "th"})  # cells of one row stay on one line
+_CLOSING_BODY = re.compile(r"</\s*(?:body|html)\s*>", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 
 
@@ -51,7 +52,10 @@ def parse_document(html: str) -> lxml.html.HtmlElement:
         root = lxml.html.document_fromstring("<html><body></body></html>")
     else:
         try:
-            root = lxml.html.document_fromstring(html)
+            # libxml2 drops whatever follows </html>; browsers move it into the body
+            # (HTML5 "after body" rules). A signature appended to a full document by
+            # string concatenation must not vanish, so the closing tags go.
+            root = lxml.html.document_fromstring(_CLOSING_BODY.sub("", html))
         except etree.ParserError:
             # Only comments or whitespace-like content: libxml2 found no element.
             root = lxml.html.document_fromstring("<html><body></body></html>")

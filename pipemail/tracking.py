@@ -189,6 +189,10 @@ def _normalise_host(host: str) -> str | None:
         except ValueError:
             return None
     if not host.isascii():
+        # Letters, marks and digits only: look-alike dots and slashes (U+3002, U+2215,
+        # fullwidth forms) would otherwise be folded by IDNA into a different host.
+        if not all(c in ".-" or unicodedata.category(c)[0] in "LMN" for c in host):
+            return None
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
@@ -355,7 +359,9 @@ APPLE_NETWORKS = (_NETS("17.0.0.0/8"),)
 MICROSOFT_MAIL_NETWORKS = (
     _NETS("40.92.0.0/15"),
     _NETS("40.107.0.0/16"),
-    _NETS("52.100.0.0/14"),
+    _NETS("52.100.0.0/15"),
+    _NETS("52.102.0.0/16"),
+    _NETS("52.103.0.0/17"),
     _NETS("104.47.0.0/17"),
 )
 """Exchange Online Protection (published in ``spf.protection.outlook.com``): Safe
