@@ -91,10 +91,12 @@ class OutgoingAttachment:
 class OutgoingMessage:
     """One email as the composer describes it; :func:`build_mime` turns it into bytes.
 
-    ``text`` is derived from ``html`` when left ``None``. ``bcc`` addresses are only
-    envelope recipients and never appear in the headers. ``message_id`` should be set
-    by the caller and stored *before* sending: it is what makes a retry recognisable
-    (see :func:`pipemail.smtp.send_with_retry`).
+    ``text`` is derived from ``html`` when left ``None``; when ``html`` was
+    instrumented for tracking, pass ``text=html_to_text(original_html)`` to keep the
+    plain links in the text part (otherwise it carries the tracking URLs). ``bcc``
+    addresses are only envelope recipients and never appear in the headers.
+    ``message_id`` should be set by the caller and stored *before* sending: it is what
+    makes a retry recognisable (see :func:`pipemail.smtp.send_with_retry`).
     """
 
     sender: Address

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from pipemail.errors import (
     AuthFailed,
+    ConfigError,
     ConnectFailed,
     PipemailError,
     SendFailed,
@@ -489,6 +490,21 @@ def _check_addresses(mail_from: str, rcpts: Sequence[str]) -> None:
         raise SendFailed("The email has no recipient.", temporary=False)
 
 
+def _check_plaintext_auth(server: ServerConfig, auth: Auth | None) -> None:
+    """Refuse to send a password or token unencrypted to a host on the Internet.
+
+    Security "none" exists for relays on the local network; there, an administrator
+    has allowed private hosts. Anywhere else it would hand the credentials to
+    whoever is on the path.
+    """
+    if auth is not None and server.security == "none" and not server.allow_private_hosts:
+        raise ConfigError(
+            "This mailbox would sign in without encryption. Choose SSL/TLS or STARTTLS "
+            "for the outgoing server.",
+            detail=f"{_where(server)}: AUTH over an unencrypted connection refused",
+        )
+
+
 def send(
     server: ServerConfig,
     auth: Auth | None,
@@ -507,10 +523,12 @@ def send(
     accepted, :class:`SendFailed` for a refusal of the message itself (``temporary``
     for 4xx and for a connection that dropped before the end of the data),
     :class:`SizeLimitExceeded` when the server announces a smaller SIZE,
-    :class:`AuthFailed`, :class:`ConnectFailed`, :class:`TLSFailed`, and netguard's
-    ``HostRefused``.
+    :class:`AuthFailed`, :class:`ConnectFailed`, :class:`TLSFailed`, netguard's
+    ``HostRefused``, and :class:`ConfigError` for credentials over an unencrypted
+    connection to a public host.
     """
     _check_addresses(mail_from, rcpts)
+    _check_plaintext_auth(server, auth)
     smtp = _open(server, auth, helo)
     try:
         return _transaction(smtp, mail_from, rcpts, raw, final_reply_timeout)

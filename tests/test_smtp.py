@@ -19,6 +19,7 @@ from harness import free_port, tls_material
 
 from pipemail.errors import (
     AuthFailed,
+    ConfigError,
     ConnectFailed,
     HostRefused,
     SendFailed,
@@ -184,6 +185,12 @@ def test_wrong_password_is_auth_failed(smtp_sink_factory):
     assert str(info.value).startswith("The mail server refused the user name or password.")
     assert "535" in info.value.detail
     assert sink.messages == []
+
+
+def test_no_password_over_plaintext_to_public_hosts():
+    server = ServerConfig(host="smtp.example.com", port=587, security="none")
+    with pytest.raises(ConfigError, match="without encryption"):
+        send(server, PasswordAuth("zoe", "s3cret"), FROM, ["ann@example.org"], _raw())
 
 
 class _Tokens:
