@@ -392,8 +392,9 @@ def build_mime(
     if html and msg.mark_rtl:
         html = pm_html.mark_direction(html)
     text = msg.text if msg.text is not None else (pm_html.html_to_text(msg.html) if html else "")
+    # Inline images only make sense next to HTML; without it they are plain files.
     inline = [a for a in msg.attachments if a.content_id] if html else []
-    files = [a for a in msg.attachments if a not in inline]
+    files = [a for a in msg.attachments if not (html and a.content_id)]
 
     if html:
         html_part = _text_part(html, "html", policy)
