@@ -275,7 +275,8 @@ def parse_copyuid(text: bytes | str | None) -> tuple[int, dict[int, int]] | None
     dst = parse_uid_set(match.group(3), limit=1_000_000)
     if len(src) != len(dst):
         return None
-    return uidvalidity, dict(zip(sorted(src), sorted(dst), strict=True))
+    # RFC 4315: the two sets pair up in the order the server lists them.
+    return uidvalidity, dict(zip(src, dst, strict=True))
 
 
 def parse_appenduid(text: bytes | str | None) -> tuple[int, int] | None:

@@ -73,6 +73,10 @@ SIZE_GROUP = 1000
 """UIDs whose sizes are asked for in one FETCH when planning body fetches."""
 FLAG_BATCH = 5000
 """Flag changes / vanished locations per store.apply in pass 2."""
+MAX_ISOLATION_RECONNECTS = 40
+"""Reconnects spent finding messages that make the server drop the connection."""
+QUARANTINE_RETRIES = 3
+"""Later syncs try a quarantined UID again this many times (transient failures heal)."""
 QUARANTINE_LIMIT = 1000
 """Entries kept in ``state.extra["quarantine"]``; older ones are dropped (logged)."""
 
@@ -180,6 +184,19 @@ class Progress:
     """``new``, ``backfill`` or ``flags``."""
     done: int
     total: int | None
+
+
+@dataclass
+class Isolation:
+    """What one sync run learnt about messages that kill the connection.
+
+    Survives the reconnects of :func:`sync_account` (one AccountSync per connection).
+    """
+
+    suspects: dict[tuple[str, int], set[int]] = field(default_factory=dict)
+    failures: dict[tuple[str, int], dict[int, int]] = field(default_factory=dict)
+    poison: dict[tuple[str, int], dict[int, str]] = field(default_factory=dict)
+    grew: bool = False
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -305,7 +322,8 @@ class AccountSync:
         progress: ProgressCallback | None = None,
         stop: StopSignal = None,
         keep_attachment_content: bool = True,
-        now: Callable[[], float] = time.time,
+        now: Callable[[], float] | None = None,
+        isolation: Isolation | None = None,
     ) -> None:
         self.config = config
         self.account = config.key
@@ -316,9 +334,10 @@ class AccountSync:
         self.stop = stop
         self.keep_attachments = keep_attachment_content
         self.filter = _Filter(config)
-        self.now = now
+        self.now = now or time.time
         self.batch_size = max(1, int(config.batch_size))
         self.folder_map: folders_mod.FolderMap | None = None
+        self.isolation = isolation or Isolation()
 
     # ------------------------------------------------------------ run
 
@@ -419,6 +438,7 @@ class AccountSync:
             if mb.uidvalidity != state.uidvalidity:
                 return False  # changed under us: next run resets cleanly
 
+        self._retry_quarantined(name, mb, state)
         self._maybe_widen_history(name, state)
         if mb.uidnext > state.uidnext:
             self._fetch_new(name, mb, state)
@@ -518,6 +538,44 @@ class AccountSync:
         _server_name, mb = selected
         self._push_writes(folder, mb, writes)
         return True
+
+    def _retry_quarantined(self, name: str, mb: Mailbox, state: FolderState) -> None:
+        """Give UIDs quarantined without their bytes another chance (a cut connection or
+        a server hiccup is not a broken message), a few times, then leave them listed."""
+        quarantine: dict[str, dict[str, Any]] = state.extra.get("quarantine") or {}
+        if not quarantine:
+            return
+        for uid_text in [
+            u for u, e in quarantine.items() if e.get("uidvalidity") != mb.uidvalidity
+        ]:
+            quarantine.pop(uid_text)  # voided by a UIDVALIDITY change
+        todo = sorted(
+            int(u)
+            for u, e in quarantine.items()
+            if int(e.get("attempts", 1)) < QUARANTINE_RETRIES and int(u) < state.uidnext
+        )
+        new: list[RemoteMessage] = []
+        if todo:
+            sizes = self.s.fetch_sizes(todo)
+            for uid in todo:
+                if uid not in sizes:
+                    quarantine.pop(str(uid), None)  # expunged meanwhile
+                    continue
+                got, bad = self._fetch_isolating(name, mb.uidvalidity, [uid], sizes)
+                item = got.get(uid)
+                if item is not None and item.body is not None:
+                    quarantine.pop(str(uid), None)
+                    remote = self._remote(name, mb.uidvalidity, item)
+                    if not self.filter.skip(remote.parsed):
+                        new.append(remote)
+                else:
+                    entry = quarantine[str(uid)]
+                    entry["attempts"] = int(entry.get("attempts", 1)) + 1
+                    entry["error"] = bad.get(uid, entry.get("error", ""))[:500]
+            self.report.folder(name).new += len(new)
+        if not quarantine:
+            state.extra.pop("quarantine", None)
+        self._apply(SyncBatch(self.account, name, state=self._state_copy(state), new=new))
 
     def _maybe_widen_history(self, name: str, state: FolderState) -> None:
         """A history window moved to an earlier date: scan the older UIDs again.
@@ -619,10 +677,10 @@ class AccountSync:
             if chunk:
                 yield chunk, sizes
 
-    def _fetch_isolating(
+    def _fetch_group(
         self, uids: list[int], sizes: dict[int, int]
     ) -> tuple[dict[int, FetchedMessage], dict[int, str]]:
-        """Fetch a chunk; when the server refuses it, halve until the bad UID is alone."""
+        """Fetch UIDs; when the server refuses (NO/BAD), halve until the bad UID is alone."""
         big = [u for u in uids if sizes.get(u, 0) > self.config.max_message_bytes]
         normal = [u for u in uids if u not in set(big)]
         try:
@@ -634,11 +692,55 @@ class AccountSync:
             if len(uids) == 1:
                 return {}, {uids[0]: f"{exc} {exc.detail}".strip()}
             half = len(uids) // 2
-            got_a, bad_a = self._fetch_isolating(uids[:half], sizes)
-            got_b, bad_b = self._fetch_isolating(uids[half:], sizes)
+            got_a, bad_a = self._fetch_group(uids[:half], sizes)
+            got_b, bad_b = self._fetch_group(uids[half:], sizes)
             got_a.update(got_b)
             bad_a.update(bad_b)
             return got_a, bad_a
+
+    def _fetch_isolating(
+        self, name: str, uidvalidity: int, uids: list[int], sizes: dict[int, int]
+    ) -> tuple[dict[int, FetchedMessage], dict[int, str]]:
+        """Fetch a chunk, surviving a message that makes the server drop the connection.
+
+        Dovecot answers a FETCH of an unreadable message with BYE: the session is gone
+        and a plain retry would die on the same message forever. So the UIDs in flight
+        when a connection dies become suspects; on the next connection they are fetched
+        one by one, and a UID that kills two single fetches is quarantined.
+        """
+        iso = self.isolation
+        where = (name, uidvalidity)
+        poison = iso.poison.setdefault(where, {})
+        suspects = iso.suspects.setdefault(where, set())
+        bad = {u: poison[u] for u in uids if u in poison}
+        got: dict[int, FetchedMessage] = {}
+        for uid in [u for u in uids if u in suspects and u not in poison]:
+            try:
+                one, one_bad = self._fetch_group([uid], sizes)
+            except ConnectionLost as exc:
+                failures = iso.failures.setdefault(where, {})
+                failures[uid] = failures.get(uid, 0) + 1
+                if failures[uid] >= 2:
+                    poison[uid] = (
+                        "The server closed the connection each time this message was "
+                        f"fetched ({exc.detail or exc})."
+                    )
+                iso.grew = True
+                raise
+            got.update(one)
+            bad.update(one_bad)
+            suspects.discard(uid)
+        rest = [u for u in uids if u not in suspects and u not in poison]
+        try:
+            more, more_bad = self._fetch_group(rest, sizes) if rest else ({}, {})
+        except ConnectionLost:
+            if len(rest) > 0:
+                suspects.update(rest)
+                iso.grew = True
+            raise
+        got.update(more)
+        bad.update(more_bad)
+        return got, bad
 
     def _store_chunk(
         self,
@@ -651,7 +753,7 @@ class AccountSync:
         advance: str,
     ) -> None:
         fr = self.report.folder(name)
-        got, bad = self._fetch_isolating(chunk, sizes)
+        got, bad = self._fetch_isolating(name, mb.uidvalidity, chunk, sizes)
         for uid in chunk:
             item = got.get(uid)
             if uid in bad or (item is not None and item.body is not None):
@@ -678,7 +780,11 @@ class AccountSync:
             quarantine = state.extra.setdefault("quarantine", {})
             for uid, error in bad.items():
                 log.warning("%s %s: UID %s quarantined: %s", self.account, name, uid, error)
-                quarantine[str(uid)] = {"error": error[:500], "uidvalidity": mb.uidvalidity}
+                quarantine[str(uid)] = {
+                    "error": error[:500],
+                    "uidvalidity": mb.uidvalidity,
+                    "attempts": 1,
+                }
             while len(quarantine) > QUARANTINE_LIMIT:
                 quarantine.pop(next(iter(quarantine)))
         if advance == "new":
@@ -899,6 +1005,7 @@ def sync_account(
     stop: StopSignal = None,
     retries: int = 2,
     keep_attachment_content: bool = True,
+    now: Callable[[], float] | None = None,
 ) -> SyncReport:
     """Sync one account once. Returns a report; raises only for account-level failures.
 
@@ -907,10 +1014,13 @@ def sync_account(
     account. Folder-level failures are listed in ``report.errors`` and the other
     folders are still synced. A lost connection is retried with a fresh session:
     everything committed so far stays committed, and the run resumes from the cursors.
+    ``now`` (wall clock, seconds) decides when a full reconciliation is due.
     """
     report = SyncReport(account=config.key)
     started = time.monotonic()
     attempt = 0
+    isolating = 0
+    isolation = Isolation()
     try:
         while True:
             try:
@@ -923,12 +1033,24 @@ def sync_account(
                         progress=progress,
                         stop=stop,
                         keep_attachment_content=keep_attachment_content,
+                        isolation=isolation,
+                        now=now,
                     ).run()
                 return report
             except ConnectionLost as exc:
-                if attempt >= retries or _stop_requested(stop):
+                if _stop_requested(stop):
                     raise
                 report.retries += 1
+                if isolation.grew and isolating < MAX_ISOLATION_RECONNECTS:
+                    # Progress was made narrowing down a message that kills the
+                    # connection: reconnect at once, without spending a retry.
+                    isolation.grew = False
+                    isolating += 1
+                    log.info("%s: %s (%s); isolating", config.key, exc, exc.detail)
+                    time.sleep(0.05)
+                    continue
+                if attempt >= retries:
+                    raise
                 delay = retry_delay(attempt)
                 attempt += 1
                 log.info("%s: %s (%s); retrying in %.1f s", config.key, exc, exc.detail, delay)
