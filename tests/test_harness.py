@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import imaplib
 import re
+import shutil
 import smtplib
 import socket
 import ssl
@@ -318,15 +319,18 @@ def test_dovecot_dies_with_a_killed_test_process() -> None:
 
     script = (
         "import sys, time; sys.path.insert(0, sys.argv[1]);"
-        "from harness import Dovecot; d = Dovecot();"
-        "print(d._proc.pid, flush=True); time.sleep(60)"
+        "from harness import Dovecot, tls_material; d = Dovecot();"
+        "print(d._proc.pid, d.workdir, tls_material().cafile.parent, flush=True);"
+        "time.sleep(60)"
     )
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     child = subprocess.Popen(
         [sys.executable, "-c", script, tests_dir], stdout=subprocess.PIPE, text=True
     )
+    leftover_dirs: list[str] = []
     try:
-        pid = int(child.stdout.readline())
+        pid_text, *leftover_dirs = child.stdout.readline().split()
+        pid = int(pid_text)
         assert _live_members(pid)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=5)
@@ -341,6 +345,8 @@ def test_dovecot_dies_with_a_killed_test_process() -> None:
     finally:
         child.kill()
         child.wait()
+        for path in leftover_dirs:  # the killed child could not clean up after itself
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def test_users_added_at_runtime(dovecot: Dovecot) -> None:

@@ -220,12 +220,6 @@ class Dovecot:
         self._fixed_ports = port is not None or ssl_port is not None
         self.port = port or free_port()
         self.ssl_port = ssl_port or free_port()
-        self._owns_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pipemail-dovecot-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._users: dict[str, User] = {}
-        self._lock = threading.RLock()
         self._dovecot_bin = _find_binary("dovecot")
         self._doveadm_bin = _find_binary("doveadm")
         if self._dovecot_bin is None or self._doveadm_bin is None:
@@ -233,6 +227,12 @@ class Dovecot:
                 "Dovecot is not installed (dovecot/doveadm not found): "
                 "run `apt-get install dovecot-imapd` (Debian/Ubuntu)"
             )
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pipemail-dovecot-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._users: dict[str, User] = {}
+        self._lock = threading.RLock()
         tls = tls_material()
         self.cafile = str(tls.cafile)
         self._certfile = tls.certfile
