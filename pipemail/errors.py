@@ -96,7 +96,9 @@ class SendFailed(PipemailError):
 
     code = "send"
 
-    def __init__(self, message: str, *, temporary: bool, smtp_code: int = 0, detail: str = "") -> None:
+    def __init__(
+        self, message: str, *, temporary: bool, smtp_code: int = 0, detail: str = ""
+    ) -> None:
         super().__init__(message, detail=detail)
         self.temporary = temporary
         self.smtp_code = smtp_code

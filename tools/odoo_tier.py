@@ -133,26 +133,38 @@ def _pg_bindir() -> Path:
 
 
 @contextlib.contextmanager
-def private_postgres(workdir: Path) -> Iterator[dict[str, str]]:
-    """A throw-away PostgreSQL cluster on a free loopback port, owned by ``postgres``.
+def private_postgres(workdir: Path, port: int | None = None) -> Iterator[dict[str, str]]:
+    """A private PostgreSQL cluster on a loopback port, owned by ``postgres``.
 
     A private cluster keeps the tier independent of whatever database service the
-    machine runs (CI has none running) and lets us drop everything afterwards.
+    machine runs (CI has none running). A ``workdir`` that already holds a cluster (the
+    demo's) is started again as it is.
     """
     bindir = _pg_bindir()
     data = workdir / "pgdata"
-    data.mkdir(parents=True)
+    fresh = not (data / "PG_VERSION").exists()
+    data.mkdir(parents=True, exist_ok=True)
     as_postgres: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(workdir, "postgres")
         shutil.chown(data, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    subprocess.run(
-        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
+    port = port or free_port()
+    if fresh:
+        subprocess.run(
+            [
+                *as_postgres,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ],
+            check=True,
+            capture_output=True,
+        )
     log = workdir / "postgres.log"
     if os.geteuid() == 0:
         log.touch()
@@ -174,6 +186,14 @@ def private_postgres(workdir: Path) -> Iterator[dict[str, str]]:
         capture_output=True,
     )
     try:
+        if not fresh:
+            yield {
+                "db_host": "127.0.0.1",
+                "db_port": str(port),
+                "db_user": "odoo",
+                "db_password": "odoo",
+            }
+            return
         subprocess.run(
             [
                 str(bindir / "psql"),
