@@ -16,7 +16,24 @@
     "data": [
         "security/pipemail_security.xml",
         "security/ir.model.access.csv",
+        "security/pipemail_rules.xml",
+        "views/pipemail_account_views.xml",
+        "views/pipemail_thread_views.xml",
+        "views/pipemail_message_views.xml",
+        "views/crm_lead_views.xml",
+        "views/project_project_views.xml",
+        "views/res_partner_views.xml",
+        "views/pipemail_oauth_templates.xml",
         "views/res_config_settings_views.xml",
+        "wizards/pipemail_link_wizard_views.xml",
         "views/pipemail_menus.xml",
+        "data/ir_cron.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "pipemail_sync/static/src/**/*.js",
+            "pipemail_sync/static/src/**/*.scss",
+            "pipemail_sync/static/src/**/*.xml",
+        ],
+    },
 }

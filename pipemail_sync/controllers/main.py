@@ -1,0 +1,83 @@
+import logging
+import time
+
+from werkzeug.exceptions import BadRequest, NotFound
+
+from odoo import http
+from odoo.http import request
+
+from pipemail import errors as pm_errors
+
+from .. import oauth
+
+_logger = logging.getLogger(__name__)
+
+
+class PipemailOAuthController(http.Controller):
+    def _redirect_uri(self):
+        base = request.env["ir.config_parameter"].sudo().get_param("web.base.url")
+        return f"{base.rstrip('/')}/pipemail/oauth/callback"
+
+    @http.route("/pipemail/oauth/<string:provider>/start", type="http", auth="user")
+    def oauth_start(self, provider, account_id=None, **kwargs):
+        if provider not in oauth.PROVIDERS:
+            raise NotFound()
+        Account = request.env["pipemail.account"]
+        if account_id:
+            try:
+                account = Account.browse(int(account_id)).exists()
+            except ValueError:
+                raise BadRequest()
+            if not account:
+                raise NotFound()
+            # the caller must be allowed to change this mailbox
+            account.check_access("write")
+        else:
+            account = Account
+        try:
+            settings = oauth.client_settings(request.env, provider)
+        except pm_errors.PipemailError as exc:
+            return request.render(
+                "pipemail_sync.pipemail_oauth_result", {"ok": False, "message": str(exc)}
+            )
+        verifier, challenge = oauth.new_pkce()
+        nonce = oauth.new_nonce()
+        request.session[f"pipemail_oauth_{nonce}"] = verifier
+        state = oauth.sign_state(
+            request.env,
+            {
+                "uid": request.env.uid,
+                "db": request.env.cr.dbname,
+                "account_id": account.id or 0,
+                "provider": provider,
+                "nonce": nonce,
+                "ts": int(time.time()),
+            },
+        )
+        url = oauth.authorize_url(
+            settings, self._redirect_uri(), state, challenge, account.email or ""
+        )
+        return request.redirect(url, local=False)
+
+    @http.route("/pipemail/oauth/callback", type="http", auth="user")
+    def oauth_callback(self, state=None, code=None, error=None, **kwargs):
+        payload = oauth.verify_state(request.env, state or "")
+        if not payload or payload.get("uid") != request.env.uid:
+            # same answer for forged, expired and other people's states
+            raise BadRequest("Invalid or expired sign-in request.")
+        verifier = request.session.pop(f"pipemail_oauth_{payload.get('nonce')}", None)
+        if not verifier:
+            raise BadRequest("Invalid or expired sign-in request.")
+        if error or not code:
+            return request.render(
+                "pipemail_sync.pipemail_oauth_result",
+                {"ok": False, "message": "Sign-in was cancelled or refused by the provider."},
+            )
+        result = request.env["pipemail.account"]._oauth_complete(
+            payload, code, self._redirect_uri(), verifier
+        )
+        if result.get("account_id"):
+            return request.redirect(
+                f"/odoo/action-pipemail_sync.pipemail_account_action/{result['account_id']}"
+            )
+        return request.render("pipemail_sync.pipemail_oauth_result", result)

@@ -1,0 +1,21 @@
+from odoo import fields, models
+
+
+class PipemailLabel(models.Model):
+    _name = "pipemail.label"
+    _description = "Conversation Label"
+    _order = "name"
+
+    name = fields.Char(required=True, translate=False)
+    color = fields.Integer()
+    account_id = fields.Many2one(
+        "pipemail.account",
+        ondelete="cascade",
+        index=True,
+        help="Set for labels that come from the mailbox (Gmail labels); empty for CRM labels.",
+    )
+    company_id = fields.Many2one("res.company", default=lambda self: self.env.company, index=True)
+
+    _sql_constraints = [
+        ("name_account_uniq", "UNIQUE(name, account_id)", "This label exists already."),
+    ]

@@ -1,0 +1,140 @@
+from odoo import api, fields, models
+
+DIRECTIONS = [("in", "Received"), ("out", "Sent")]
+
+
+class PipemailMessage(models.Model):
+    """One email as it sits in one owner's mailbox.
+
+    The same email in two users' mailboxes is two records (one per account): nothing
+    is deduplicated across owners, so nobody loses a copy and visibility stays per
+    owner.
+    """
+
+    _name = "pipemail.message"
+    _description = "Synced Email"
+    _order = "date desc, id desc"
+    _rec_name = "subject"
+
+    thread_id = fields.Many2one(
+        "pipemail.thread", required=True, ondelete="cascade", index=True, readonly=True
+    )
+    account_id = fields.Many2one(
+        "pipemail.account", required=True, ondelete="cascade", index=True, readonly=True
+    )
+    owner_id = fields.Many2one(related="account_id.user_id", store=True, string="Mailbox Owner")
+    company_id = fields.Many2one(related="account_id.company_id", store=True, index=True)
+    key = fields.Char(required=True, readonly=True, copy=False, help="Identity in the mailbox.")
+    message_id_header = fields.Char(string="Message-ID", readonly=True, index=True)
+    in_reply_to = fields.Char(readonly=True)
+    references = fields.Text(readonly=True)
+    subject = fields.Char(readonly=True)
+    email_from = fields.Char(string="From", readonly=True)
+    email_to = fields.Char(string="To", readonly=True)
+    email_cc = fields.Char(string="Cc", readonly=True)
+    participant_emails = fields.Char(
+        readonly=True, help="Normalised addresses of sender and recipients, comma separated."
+    )
+    author_partner_id = fields.Many2one("res.partner", string="Author", readonly=True)
+    partner_ids = fields.Many2many(
+        "res.partner",
+        "pipemail_message_partner_rel",
+        "message_id",
+        "partner_id",
+        string="Recipients",
+        readonly=True,
+    )
+    date = fields.Datetime(readonly=True, index=True)
+    body_html = fields.Html(
+        readonly=True, sanitize=True, sanitize_style=True, sanitize_overridable=False
+    )
+    body_text = fields.Text(readonly=True)
+    snippet = fields.Char(readonly=True)
+    text_direction = fields.Selection([("ltr", "Left to right"), ("rtl", "Right to left")])
+    is_read = fields.Boolean(readonly=True)
+    is_flagged = fields.Boolean(readonly=True)
+    direction = fields.Selection(DIRECTIONS, readonly=True, default="in")
+    is_automated = fields.Boolean(readonly=True)
+    attachment_ids = fields.One2many(
+        "ir.attachment",
+        "res_id",
+        domain=[("res_model", "=", "pipemail.message")],
+        string="Attachments",
+        readonly=True,
+    )
+    has_attachments = fields.Boolean(readonly=True)
+    parse_error = fields.Text(
+        readonly=True, help="Why the message could not be read completely; the original is kept."
+    )
+    raw_attachment_id = fields.Many2one(
+        "ir.attachment", string="Original Message", readonly=True, ondelete="set null"
+    )
+    location_ids = fields.One2many("pipemail.message.location", "message_id", readonly=True)
+    removed = fields.Boolean(
+        readonly=True, index=True, help="No longer in any synced folder of the mailbox."
+    )
+    label_ids = fields.Many2many(
+        "pipemail.label", "pipemail_message_label_rel", "message_id", "label_id", string="Labels"
+    )
+    size = fields.Integer(readonly=True)
+
+    _sql_constraints = [
+        ("key_account_uniq", "UNIQUE(account_id, key)", "A message is stored once per mailbox."),
+    ]
+
+    def init(self):
+        self.env.cr.execute(
+            "CREATE INDEX IF NOT EXISTS pipemail_message_account_msgid_idx"
+            " ON pipemail_message (account_id, message_id_header)"
+        )
+
+    @api.depends("subject")
+    def _compute_display_name(self):
+        for message in self:
+            message.display_name = message.subject or message.email_from or ""
+
+    # ------------------------------------------------------------------ actions
+
+    def action_mark_read(self):
+        self.check_access("write")
+        self._set_read(True)
+        return True
+
+    def action_mark_unread(self):
+        self.check_access("write")
+        self._set_read(False)
+        return True
+
+    def _set_read(self, read):
+        """Change the read state here and queue the same change for the server."""
+        messages_sudo = self.sudo().filtered(lambda m: m.is_read != read)
+        if not messages_sudo:
+            return
+        messages_sudo.write({"is_read": read})
+        messages_sudo._queue_writeback("seen" if read else "unseen")
+        self.env["pipemail.writeback"]._trigger_processing()
+
+    def _queue_writeback(self, op):
+        """One write-back row per server location; the engine checks each before acting."""
+        Writeback = self.env["pipemail.writeback"].sudo()
+        vals_list = []
+        for message in self.sudo():
+            locations = message.location_ids
+            if op == "archive":
+                # archive means "out of the Inbox": leave copies in other folders alone
+                locations = locations.filtered(lambda loc: loc.folder_id.role == "inbox")
+            for location in locations:
+                vals_list.append(
+                    {
+                        "message_id": message.id,
+                        "account_id": message.account_id.id,
+                        "op": op,
+                        "folder_id": location.folder_id.id,
+                        "uidvalidity": location.uidvalidity,
+                        "uid": location.uid,
+                        "expect_key": message.key,
+                    }
+                )
+        if vals_list:
+            Writeback._supersede(vals_list)
+            Writeback.create(vals_list)

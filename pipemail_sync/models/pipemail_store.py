@@ -1,0 +1,696 @@
+"""The engine's :class:`~pipemail.types.Store`, kept in Odoo tables.
+
+Not a model: a plain class the sync code hands to ``pipemail.sync.sync_account``. Every
+:meth:`OdooStore.apply` writes one batch and its folder cursor inside one savepoint and,
+when the store runs from a cron, commits right after, so the cursor can never run ahead
+of the rows it covers and a killed worker resumes exactly where the last commit left it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from datetime import timezone
+
+from psycopg2 import Error as PsycopgError
+
+from odoo import fields
+from odoo.tools import SQL, html_sanitize, plaintext2html
+
+from pipemail import linking, threads
+from pipemail.text import normalize_subject
+from pipemail.types import (
+    FolderState,
+    Location,
+    ParsedMessage,
+    RemoteMessage,
+    SyncBatch,
+    WriteBack,
+    WriteResult,
+)
+
+_logger = logging.getLogger(__name__)
+
+ROLE_BY_NAME = {
+    "inbox": "inbox",
+    "sent": "sent",
+    "sent items": "sent",
+    "sent messages": "sent",
+    "sent mail": "sent",
+    "[gmail]/sent mail": "sent",
+    "archive": "archive",
+    "trash": "trash",
+    "deleted items": "trash",
+    "[gmail]/trash": "trash",
+    "[gmail]/all mail": "all",
+    "junk": "junk",
+    "spam": "junk",
+    "drafts": "drafts",
+}
+_CID = re.compile(r"""(src\s*=\s*["'])cid:([^"'>\s]+)(["'])""", re.IGNORECASE)
+
+
+def _utc_naive(value):
+    if not value:
+        return False
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _addresses(addresses) -> str:
+    return ", ".join(str(a) for a in addresses if a and a.email)
+
+
+class OrmThreadLookup:
+    """:class:`pipemail.threads.ThreadLookup` over the conversation tables of one
+    mailbox (``owner`` is the account id: threads never span mailboxes)."""
+
+    def __init__(self, env, account) -> None:
+        self.env = env
+        self.account = account
+
+    def _owner_ok(self, owner: str) -> bool:
+        return str(owner) == str(self.account.id)
+
+    def thread_for_message_ids(self, owner: str, ids: list[str]) -> str | None:
+        if not ids or not self._owner_ok(owner):
+            return None
+        rows = self.env.execute_query(
+            SQL(
+                "SELECT r.name, t.thread_key FROM pipemail_thread_ref r"
+                " JOIN pipemail_thread t ON t.id = r.thread_id"
+                " WHERE r.account_id = %s AND r.name = ANY(%s)",
+                self.account.id,
+                list(ids),
+            )
+        )
+        found = dict(rows)
+        for mid in ids:
+            if mid in found:
+                return found[mid]
+        return None
+
+    def threads_for_subject(self, owner, normalized_subject, since, until=None):
+        if not normalized_subject or not self._owner_ok(owner):
+            return []
+        domain = [
+            ("account_id", "=", self.account.id),
+            ("normalized_subject", "=", normalized_subject),
+            ("last_date", ">=", _utc_naive(since)),
+        ]
+        if until is not None:
+            domain.append(("first_date", "<=", _utc_naive(until)))
+        found = (
+            self.env["pipemail.thread"]
+            .with_context(active_test=False)
+            .search(domain, order="last_date desc", limit=20)
+        )
+        return [
+            (t.thread_key, {e for e in (t.participant_emails or "").split(",") if e}) for t in found
+        ]
+
+
+class OdooStore:
+    """Stores SyncBatches of one ``pipemail.account`` (used with sudo: the cron is the
+    only writer; what users may read is decided by the models' access rules)."""
+
+    def __init__(self, env, account, *, commit: bool = False) -> None:
+        self.env = env(su=True)
+        self.account = account.with_env(self.env)
+        self.commit = commit
+        self.cr = self.env.cr
+        self._folders: dict[str, object] = {}
+        self._labels: dict[str, object] = {}
+        self._partners: dict[str, object] = {}
+        self.stored = 0
+        self.failed = 0
+        self.own_emails = {
+            (self.account.email or "").lower(),
+            (self.account.username or "").lower(),
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _folder(self, name: str):
+        folder = self._folders.get(name)
+        if folder is None:
+            Folder = self.env["pipemail.folder"]
+            folder = Folder.search([("account_id", "=", self.account.id), ("name", "=", name)])
+            if not folder:
+                folder = Folder.create(
+                    {
+                        "account_id": self.account.id,
+                        "name": name,
+                        "role": ROLE_BY_NAME.get(name.lower(), "other"),
+                        "sync": False,
+                    }
+                )
+            self._folders[name] = folder
+        return folder
+
+    def _check_account(self, account: str) -> None:
+        if str(account) != str(self.account.id):
+            raise ValueError(f"store of account {self.account.id} asked about account {account!r}")
+
+    def _label(self, name: str):
+        label = self._labels.get(name)
+        if label is None:
+            Label = self.env["pipemail.label"]
+            label = Label.search([("account_id", "=", self.account.id), ("name", "=", name)])
+            if not label:
+                label = Label.create(
+                    {
+                        "account_id": self.account.id,
+                        "name": name,
+                        "company_id": self.account.company_id.id,
+                    }
+                )
+            self._labels[name] = label
+        return label
+
+    def _load_partners(self, emails: Iterable[str]) -> None:
+        """Existing contacts by normalised email, one query per batch (never created)."""
+        missing = {e for e in emails if e and e not in self._partners}
+        if not missing:
+            return
+        partners = self.env["res.partner"].search(
+            [
+                ("email_normalized", "in", sorted(missing)),
+                ("company_id", "in", [False, self.account.company_id.id]),
+            ],
+            order="is_company asc, id asc",
+        )
+        for partner in partners:
+            self._partners.setdefault(partner.email_normalized, partner)
+        for email in missing:
+            self._partners.setdefault(email, self.env["res.partner"])
+
+    def _partner(self, email: str):
+        return self._partners.get(email) or self.env["res.partner"]
+
+    # ------------------------------------------------------------------ Store protocol
+
+    def load_state(self, account: str, folder: str) -> FolderState | None:
+        self._check_account(account)
+        record = self._folder(folder)
+        return record._folder_state()
+
+    def stored_uids(self, account: str, folder: str, uidvalidity: int) -> set[int]:
+        self._check_account(account)
+        record = self._folder(folder)
+        rows = self.env.execute_query(
+            SQL(
+                "SELECT uid FROM pipemail_message_location"
+                " WHERE folder_id = %s AND uidvalidity = %s",
+                record.id,
+                uidvalidity,
+            )
+        )
+        return {row[0] for row in rows}
+
+    def stored_flags(self, account: str, folder: str, uidvalidity: int, uids: Iterable[int]):
+        self._check_account(account)
+        uids = list(uids)
+        if not uids:
+            return {}
+        record = self._folder(folder)
+        rows = self.env.execute_query(
+            SQL(
+                "SELECT uid, flags FROM pipemail_message_location"
+                " WHERE folder_id = %s AND uidvalidity = %s AND uid = ANY(%s)",
+                record.id,
+                uidvalidity,
+                uids,
+            )
+        )
+        return {uid: frozenset((flags or "").split()) for uid, flags in rows}
+
+    def pending_writes(self, account: str) -> Sequence[WriteBack]:
+        self._check_account(account)
+        rows = self.env["pipemail.writeback"].search(
+            [("account_id", "=", self.account.id), ("state", "=", "pending")], order="id"
+        )
+        targets = {}
+        for role in ("archive", "trash"):
+            folder = self.account.folder_ids.filtered(lambda f, role=role: f.role == role)[:1]
+            targets[role] = folder.name or ""
+        out = []
+        for row in rows:
+            target = row.target_folder or ""
+            if row.op == "archive" and not target:
+                target = targets["archive"]
+            elif row.op == "delete" and not target:
+                target = targets["trash"]
+            out.append(
+                WriteBack(
+                    id=row.id,
+                    op=row.op,
+                    location=Location(row.folder_id.name, row.uidvalidity, row.uid),
+                    expect_key=row.expect_key or "",
+                    target_folder=target,
+                )
+            )
+        return out
+
+    def writes_done(self, account: str, results: Sequence[WriteResult]) -> None:
+        self._check_account(account)
+        Writeback = self.env["pipemail.writeback"]
+        Location_ = self.env["pipemail.message.location"]
+        with self.cr.savepoint():
+            for result in results:
+                row = Writeback.browse(int(result.id)).exists()
+                if not row:
+                    continue
+                row.write(
+                    {
+                        "state": result.status,
+                        "error": (result.error or "")[:500] or False,
+                        "attempts": row.attempts + 1,
+                        "done_date": fields.Datetime.now(),
+                    }
+                )
+                if result.status != "done":
+                    continue
+                location = Location_.search(
+                    [
+                        ("folder_id", "=", row.folder_id.id),
+                        ("uidvalidity", "=", row.uidvalidity),
+                        ("uid", "=", row.uid),
+                    ]
+                )
+                if row.op in ("seen", "unseen", "flag", "unflag") and location:
+                    flags = set((location.flags or "").split())
+                    flag = "\\Seen" if row.op in ("seen", "unseen") else "\\Flagged"
+                    if row.op in ("seen", "flag"):
+                        flags.add(flag)
+                    else:
+                        flags.discard(flag)
+                    location.flags = " ".join(sorted(flags))
+                elif row.op in ("archive", "delete", "move"):
+                    message = row.message_id
+                    location.unlink()
+                    new = result.new_location
+                    if new is not None and message:
+                        self._set_location(message, new, frozenset())
+        if self.commit:
+            # the server has been changed: remember it now, a retry must not redo it
+            self.cr.commit()
+
+    def apply(self, batch: SyncBatch) -> None:
+        self._check_account(batch.account)
+        touched = self.env["pipemail.thread"]
+        with self.cr.savepoint():
+            folder = self._folder(batch.folder)
+            if batch.reset_uidvalidity:
+                self._reset_folder(folder, batch.state.uidvalidity)
+            if batch.vanished:
+                self._vanish(folder, batch.vanished)
+            if batch.flag_changes:
+                touched |= self._flag_changes(folder, batch.flag_changes)
+            if batch.new:
+                touched |= self._store_new(batch.new)
+            folder.state_json = json.dumps(batch.state.to_json())
+        if touched:
+            touched = touched.exists()
+            touched._refresh_from_messages()
+            self._autolink(touched)
+        self._report_progress()
+        if self.commit:
+            # rows and cursor of this batch are saved together: a kill after this line
+            # loses nothing, a kill before it replays the batch, which is idempotent
+            self.cr.commit()
+
+    # ------------------------------------------------------------------ batch parts
+
+    def _reset_folder(self, folder, uidvalidity: int) -> None:
+        """UIDVALIDITY changed: every old address in this folder is void; messages are
+        matched again by key when the engine sends them as new."""
+        old = self.env["pipemail.message.location"].search(
+            [("folder_id", "=", folder.id), ("uidvalidity", "!=", uidvalidity)]
+        )
+        self.env["pipemail.writeback"].search(
+            [
+                ("folder_id", "=", folder.id),
+                ("uidvalidity", "!=", uidvalidity),
+                ("state", "=", "pending"),
+            ]
+        ).write({"state": "stale", "error": "the folder was reset on the server"})
+        messages = old.message_id
+        old.unlink()
+        messages.filtered(lambda m: not m.location_ids).write({"removed": True})
+
+    def _vanish(self, folder, vanished: Sequence[Location]) -> None:
+        by_validity: dict[int, list[int]] = {}
+        for loc in vanished:
+            by_validity.setdefault(loc.uidvalidity, []).append(loc.uid)
+        Location_ = self.env["pipemail.message.location"]
+        for uidvalidity, uids in by_validity.items():
+            gone = Location_.search(
+                [
+                    ("folder_id", "=", folder.id),
+                    ("uidvalidity", "=", uidvalidity),
+                    ("uid", "in", uids),
+                ]
+            )
+            messages = gone.message_id
+            gone.unlink()
+            messages.filtered(lambda m: not m.location_ids).write({"removed": True})
+
+    def _flag_changes(self, folder, changes):
+        Location_ = self.env["pipemail.message.location"]
+        by_key = {(c.location.uidvalidity, c.location.uid): c for c in changes}
+        uids = [c.location.uid for c in changes]
+        locations = Location_.search([("folder_id", "=", folder.id), ("uid", "in", uids)])
+        pending = set(
+            self.env["pipemail.writeback"]
+            .search(
+                [
+                    ("folder_id", "=", folder.id),
+                    ("state", "=", "pending"),
+                    ("op", "in", ("seen", "unseen", "flag", "unflag")),
+                ]
+            )
+            .mapped("uid")
+        )
+        touched = self.env["pipemail.thread"]
+        for location in locations:
+            change = by_key.get((location.uidvalidity, location.uid))
+            if change is None:
+                continue
+            flags = frozenset(change.flags)
+            location.write(
+                {
+                    "flags": " ".join(sorted(flags)),
+                    "modseq": str(change.modseq) if change.modseq else False,
+                }
+            )
+            message = location.message_id
+            vals = {}
+            if location.uid not in pending:
+                # a change made in the CRM and not yet pushed wins over the server's
+                # older state; it reaches the server at the next push
+                vals["is_read"] = "\\Seen" in flags
+                vals["is_flagged"] = "\\Flagged" in flags
+            if change.labels is not None:
+                vals["label_ids"] = [(6, 0, [self._label(n).id for n in change.labels])]
+            vals = {k: v for k, v in vals.items() if message[k] != v} if vals else {}
+            if vals:
+                message.write(vals)
+                touched |= message.thread_id
+        return touched
+
+    def _set_location(self, message, location: Location, flags: frozenset[str], modseq=None):
+        folder = self._folder(location.folder)
+        Location_ = self.env["pipemail.message.location"]
+        existing = Location_.search(
+            [
+                ("folder_id", "=", folder.id),
+                ("uidvalidity", "=", location.uidvalidity),
+                ("uid", "=", location.uid),
+            ]
+        )
+        vals = {
+            "message_id": message.id,
+            "folder_id": folder.id,
+            "uidvalidity": location.uidvalidity,
+            "uid": location.uid,
+            "flags": " ".join(sorted(flags)),
+            "modseq": str(modseq) if modseq else False,
+        }
+        if existing:
+            existing.write(vals)
+        else:
+            Location_.create(vals)
+
+    def _store_new(self, new: Sequence[RemoteMessage]):
+        """Store new messages; an existing key only gains a location (a move, a copy,
+        a Gmail label): one record per message per mailbox."""
+        Message = self.env["pipemail.message"]
+        keys = [rm.key for rm in new]
+        existing = {
+            m.key: m
+            for m in Message.with_context(active_test=False).search(
+                [("account_id", "=", self.account.id), ("key", "in", keys)]
+            )
+        }
+        emails = set()
+        for rm in new:
+            for addr in rm.parsed.participants:
+                emails.add(addr.email)
+        self._load_partners(emails)
+        touched = self.env["pipemail.thread"]
+        for rm in new:
+            message = existing.get(rm.key)
+            try:
+                with self.cr.savepoint():
+                    if message:
+                        self._set_location(message, rm.location, rm.flags, rm.modseq)
+                        if message.removed:
+                            message.removed = False
+                        if rm.labels:
+                            message.label_ids = [(4, self._label(n).id) for n in rm.labels]
+                    else:
+                        message = self._create_message(rm)
+                        existing[rm.key] = message
+                    touched |= message.thread_id
+                    self.stored += 1
+            except (PsycopgError, ValueError, TypeError, KeyError) as exc:
+                # one bad message never stops the account: keep it raw with the error
+                _logger.warning(
+                    "pipemail: storing message %s of account %s failed: %s",
+                    rm.location,
+                    self.account.id,
+                    exc,
+                )
+                self.failed += 1
+                message = self._store_fallback(rm, exc)
+                if message:
+                    existing[rm.key] = message
+                    touched |= message.thread_id
+        return touched
+
+    def _store_fallback(self, rm: RemoteMessage, exc: Exception):
+        """Last resort for a message the normal path could not store: subject, sender,
+        the error and the original bytes, nothing that could fail again."""
+        parsed = rm.parsed
+        try:
+            with self.cr.savepoint():
+                thread = self._new_thread(
+                    f"x:{rm.key}", parsed.subject or "", normalize_subject(parsed.subject or "")
+                )
+                message = self.env["pipemail.message"].create(
+                    {
+                        "thread_id": thread.id,
+                        "account_id": self.account.id,
+                        "key": rm.key,
+                        "subject": (parsed.subject or "")[:500],
+                        "email_from": str(parsed.sender or "")[:500],
+                        "participant_emails": ",".join(a.email for a in parsed.participants)[:2000],
+                        "date": _utc_naive(parsed.date or rm.internaldate) or fields.Datetime.now(),
+                        "parse_error": f"Could not be stored normally: {exc}",
+                        "is_read": "\\Seen" in rm.flags,
+                    }
+                )
+                self._attach_raw(message, parsed)
+                self._set_location(message, rm.location, rm.flags, rm.modseq)
+                return message
+        except (PsycopgError, ValueError, TypeError, KeyError):
+            _logger.exception(
+                "pipemail: message %s of account %s could not be stored at all",
+                rm.location,
+                self.account.id,
+            )
+            return None
+
+    # ------------------------------------------------------------------ messages
+
+    def _create_message(self, rm: RemoteMessage):
+        parsed = rm.parsed
+        thread = self._thread_for(rm)
+        sender = parsed.sender
+        sender_email = sender.email if sender else ""
+        direction = "out" if sender_email and sender_email in self.own_emails else "in"
+        recipients = [a.email for a in [*parsed.to, *parsed.cc] if a.email]
+        partner_ids = {self._partner(e).id for e in recipients if self._partner(e)}
+        body_html = parsed.html or ""
+        body_text = parsed.text or ""
+        if parsed.parse_error and not body_html and not body_text:
+            body_text = ""
+        vals = {
+            "thread_id": thread.id,
+            "account_id": self.account.id,
+            "key": rm.key,
+            "message_id_header": parsed.message_id or False,
+            "in_reply_to": parsed.in_reply_to or False,
+            "references": " ".join(parsed.references) or False,
+            "subject": parsed.subject or False,
+            "email_from": str(sender) if sender else False,
+            "email_to": _addresses(parsed.to) or False,
+            "email_cc": _addresses(parsed.cc) or False,
+            "participant_emails": ",".join(a.email for a in parsed.participants) or False,
+            "author_partner_id": self._partner(sender_email).id or False,
+            "partner_ids": [(6, 0, sorted(partner_ids))],
+            "date": _utc_naive(parsed.date or rm.internaldate) or fields.Datetime.now(),
+            "body_html": body_html or (plaintext2html(body_text) if body_text else False),
+            "body_text": body_text or False,
+            "snippet": parsed.snippet or False,
+            "is_read": "\\Seen" in rm.flags,
+            "is_flagged": "\\Flagged" in rm.flags,
+            "direction": direction,
+            "is_automated": not linking.should_autolink(parsed),
+            "parse_error": parsed.parse_error or False,
+            "size": rm.size or parsed.raw_size or 0,
+            "has_attachments": bool(parsed.attachments),
+        }
+        if rm.labels:
+            vals["label_ids"] = [(6, 0, [self._label(n).id for n in rm.labels])]
+        message = self.env["pipemail.message"].create(vals)
+        self._bump_thread(thread, message)
+        if parsed.attachments:
+            self._attach(message, parsed)
+        if parsed.parse_error:
+            self._attach_raw(message, parsed)
+        self._set_location(message, rm.location, rm.flags, rm.modseq)
+        return message
+
+    def _attach(self, message, parsed: ParsedMessage) -> None:
+        Attachment = self.env["ir.attachment"]
+        vals_list = []
+        cids = []
+        for att in parsed.attachments:
+            vals_list.append(
+                {
+                    "name": att.filename or "attachment",
+                    "raw": att.content or b"",
+                    "mimetype": att.content_type or "application/octet-stream",
+                    "res_model": "pipemail.message",
+                    "res_id": message.id,
+                    "description": att.content_id or False,
+                }
+            )
+            cids.append(att.content_id)
+        attachments = Attachment.create(vals_list)
+        by_cid = {cid.strip("<>"): a for cid, a in zip(cids, attachments, strict=True) if cid}
+        if by_cid and message.body_html and "cid:" in message.body_html:
+
+            def replace(match):
+                attachment = by_cid.get(match.group(2))
+                if not attachment:
+                    return match.group(0)
+                return f"{match.group(1)}/web/image/{attachment.id}{match.group(3)}"
+
+            message.body_html = html_sanitize(
+                _CID.sub(replace, str(message.body_html)), sanitize_style=True
+            )
+
+    def _attach_raw(self, message, parsed: ParsedMessage) -> None:
+        if not parsed.raw:
+            return
+        attachment = self.env["ir.attachment"].create(
+            {
+                "name": "original.eml",
+                "raw": parsed.raw,
+                "mimetype": "message/rfc822",
+                "res_model": "pipemail.message",
+                "res_id": message.id,
+            }
+        )
+        message.write({"raw_attachment_id": attachment.id, "has_attachments": True})
+
+    # ------------------------------------------------------------------ threading
+
+    def _new_thread(self, key: str, subject: str, normalized: str):
+        visibility = self.account.default_visibility
+        if self.account.kind == "personal" and visibility == "team":
+            visibility = "private"
+        return self.env["pipemail.thread"].create(
+            {
+                "account_id": self.account.id,
+                "thread_key": key,
+                "subject": subject or False,
+                "normalized_subject": normalized or False,
+                "visibility": visibility,
+            }
+        )
+
+    def _bump_thread(self, thread, message) -> None:
+        """Keep dates and participants current message by message, so a later message
+        of the same batch can join this conversation by subject; the full summary is
+        recomputed once per batch."""
+        emails = [e for e in (thread.participant_emails or "").split(",") if e]
+        for email in (message.participant_emails or "").split(","):
+            if email and email not in emails:
+                emails.append(email)
+        date = message.date
+        thread.write(
+            {
+                "participant_emails": ",".join(emails)[:2000] or False,
+                "last_date": max(filter(None, [thread.last_date, date])),
+                "first_date": min(filter(None, [thread.first_date, date])),
+            }
+        )
+
+    def _thread_for(self, rm: RemoteMessage):
+        """The engine decides (Gmail thread id, then header evidence, then a subject
+        match with two shared participants, never across mailboxes); we answer its
+        lookups from the database and file the message's ids under the thread."""
+        parsed = rm.parsed
+        owner = str(self.account.id)
+        lookup = OrmThreadLookup(self.env, self.account)
+        key = threads.assign_thread(parsed, owner=owner, lookup=lookup, gm_thrid=rm.gm_thrid)
+        if key is None:
+            key = threads.new_thread_key(parsed) if parsed.message_id else f"k:{rm.key}"
+        thread = (
+            self.env["pipemail.thread"]
+            .with_context(active_test=False)
+            .search([("account_id", "=", self.account.id), ("thread_key", "=", key)])
+        )
+        if not thread:
+            thread = self._new_thread(
+                key, parsed.subject or "", normalize_subject(parsed.subject or "")
+            )
+        ids = [parsed.message_id, *parsed.references, parsed.in_reply_to]
+        ids = [i for i in dict.fromkeys(ids) if i]
+        if ids:
+            # first writer wins: an id already filed under a thread stays there
+            self.cr.execute(
+                SQL(
+                    "INSERT INTO pipemail_thread_ref (thread_id, account_id, name)"
+                    " SELECT %s, %s, unnest(%s::varchar[])"
+                    " ON CONFLICT (account_id, name) DO NOTHING",
+                    thread.id,
+                    self.account.id,
+                    ids,
+                )
+            )
+        return thread
+
+    # ------------------------------------------------------------------ after a batch
+
+    def _autolink(self, threads) -> None:
+        try:
+            with self.cr.savepoint():
+                threads._autolink()
+        except (PsycopgError, ValueError, KeyError) as exc:
+            # linking is a convenience: a failure there must not lose the batch
+            _logger.warning("pipemail: automatic linking failed for %s: %s", threads.ids, exc)
+
+    def _report_progress(self) -> None:
+        """Initial-sync progress from the folder cursors: UIDs below ``backfill_low`` are
+        still to fetch (an upper bound of the backlog)."""
+        backlog = 0
+        for folder in self.account.folder_ids.filtered("sync"):
+            state = folder._folder_state()
+            if state is None:
+                continue
+            remaining = state.extra.get("backlog") if state.extra else None
+            if remaining is None and state.backfill_low is not None:
+                remaining = max(0, state.backfill_low - 1)
+            backlog += int(remaining or 0)
+        stored = self.env["pipemail.message"].search_count([("account_id", "=", self.account.id)])
+        total = stored + backlog
+        progress = 100 if not total else int(100 * stored / total)
+        self.account._set_progress(progress, backlog)
