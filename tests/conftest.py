@@ -48,6 +48,27 @@ def dovecot() -> Iterator[Dovecot]:
 
 
 @pytest.fixture
+def dovecot_factory() -> Iterator[Callable[..., Dovecot]]:
+    """Factory for a private Dovecot (``dovecot_factory(oauth=None, ...)``), closed after the test.
+
+    For tests that restart, stop or reconfigure the server and must not disturb the shared
+    session instance.
+    """
+    made: list[Dovecot] = []
+
+    def make(**kwargs: Any) -> Dovecot:
+        server = Dovecot(**kwargs)
+        made.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.close()
+
+
+@pytest.fixture
 def imap_user(dovecot: Dovecot) -> User:
     """A fresh account on the session ``dovecot`` with the six standard folders."""
     return dovecot.add_user()

@@ -222,7 +222,9 @@ def test_mailbox_create_delete_recreate(dovecot: Dovecot, imap_user: User) -> No
         dovecot.fetch_state(imap_user, "No/Such/Folder")
 
 
-def test_restart_keeps_ports_and_mail(dovecot: Dovecot, imap_user: User) -> None:
+def test_restart_keeps_ports_and_mail(dovecot_factory) -> None:
+    dovecot = dovecot_factory()
+    imap_user = dovecot.add_user()
     uid = dovecot.append(imap_user, "INBOX", make_message())
     client = dovecot.imap(imap_user)
     ports = (dovecot.port, dovecot.ssl_port)
@@ -574,6 +576,18 @@ def test_smtp_sink_injected_451_550_and_recipient(smtp_sink: SmtpSink) -> None:
         ("data", 550),
         ("rcpt", 550),
     ]
+
+
+def test_smtp_fail_at_mail_from(smtp_sink: SmtpSink) -> None:
+    smtp_sink.fail_next(451, stage="mail")
+    with smtplib.SMTP(smtp_sink.host, smtp_sink.port, timeout=10) as smtp:
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.send_message(_mail(1))
+        assert refused.value.smtp_code == 451
+        smtp.rset()
+        smtp.send_message(_mail(2))
+    assert smtp_sink.wait_for(1)[0].mail_from == "from@example.org"
+    assert smtp_sink.attempts == 1
 
 
 def test_smtp_fail_rate_is_deterministic(smtp_sink_factory) -> None:

@@ -46,7 +46,7 @@ class ReceivedMessage:
 class Rejection:
     """A reply the sink gave instead of accepting (injected or auth related)."""
 
-    stage: str  # "rcpt" or "data"
+    stage: str  # "mail", "rcpt" or "data"
     code: int
     mail_from: str
     rcpt_tos: list[str]
@@ -65,6 +65,15 @@ def _reply(code: int, text: str | None = None) -> str:
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        code = self.sink._stage_failure("mail")
+        if code is not None:
+            self.sink._reject("mail", code, envelope, [], None)
+            return _reply(code)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         code = self.sink._recipient_failure(address)
@@ -160,6 +169,7 @@ class SmtpSink:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._fail_queue: list[int] = []
+        self._mail_fail_queue: list[int] = []
         self._rate: tuple[float, float, random.Random] | None = None
         self._rcpt_fail: dict[str, int] = {}
         self._controller: Any = None
@@ -235,10 +245,17 @@ class SmtpSink:
 
     # ------------------------------------------------------------------ faults
 
-    def fail_next(self, code: int, n: int = 1) -> None:
-        """Answer DATA of the next ``n`` messages with ``code`` (e.g. 451, 550)."""
+    def fail_next(self, code: int, n: int = 1, stage: str = "data") -> None:
+        """Answer the next ``n`` messages with ``code`` (e.g. 451, 550).
+
+        ``stage="data"`` (default) fails after the message was sent, the case where a
+        client must not know whether to resend; ``stage="mail"`` fails at MAIL FROM.
+        """
+        if stage not in ("data", "mail"):
+            raise ValueError("stage must be 'data' or 'mail'")
         with self._lock:
-            self._fail_queue.extend([code] * n)
+            queue = self._fail_queue if stage == "data" else self._mail_fail_queue
+            queue.extend([code] * n)
 
     def fail_rate(self, p4xx: float = 0.01, p5xx: float = 0.005, seed: int = 0) -> None:
         """Fail DATA at random but reproducibly: the n-th message always draws the same."""
@@ -253,6 +270,7 @@ class SmtpSink:
     def clear_faults(self) -> None:
         with self._lock:
             self._fail_queue.clear()
+            self._mail_fail_queue.clear()
             self._rate = None
             self._rcpt_fail.clear()
 
@@ -262,6 +280,12 @@ class SmtpSink:
             self.messages.clear()
             self.rejections.clear()
             self.attempts = 0
+
+    def _stage_failure(self, stage: str) -> int | None:
+        with self._lock:
+            if stage == "mail" and self._mail_fail_queue:
+                return self._mail_fail_queue.pop(0)
+            return None
 
     def _recipient_failure(self, address: str) -> int | None:
         with self._lock:
