@@ -1023,18 +1023,21 @@ class ImapSession:
                 )
             with self._guard(f"copy {folder}"):
                 resp = client.copy(target, folder)
-                copied = parse_copyuid(resp)
+                copied = parse_copyuid(resp) or self._copyuid()
                 client.add_flags(target, ["\\Deleted"], silent=True)
                 client.uid_expunge(target)
             self._drop_untagged("FETCH", "EXPUNGE", "VANISHED")
             return copied
-        copyuid = self._pop_untagged("COPYUID")
+        copied = self._copyuid()
         self._drop_untagged("FETCH", "EXPUNGE", "VANISHED")
-        for value in copyuid:
-            parsed = parse_copyuid(value)
-            if parsed:
-                return parsed
-        return None
+        return copied
+
+    def _copyuid(self) -> tuple[int, dict[int, int]] | None:
+        """COPYUID from the last COPY/MOVE (imaplib files response codes as untagged)."""
+        found = None
+        for value in self._pop_untagged("COPYUID"):
+            found = parse_copyuid(value) or found
+        return found
 
     def append(
         self,

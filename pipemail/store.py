@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipemail.threads import MemoryThreadLookup
 from pipemail.types import (
     Address,
     FlagChange,
@@ -106,8 +107,8 @@ class MemoryStore:
         self._messages: dict[tuple[str, str], StoredMessage] = {}
         # (account, folder) -> uidvalidity -> uid -> key
         self._index: dict[tuple[str, str], dict[int, dict[int, str]]] = {}
-        # (account, message-id) -> thread id: header-evidence threading only
-        self._threads: dict[tuple[str, str], str] = {}
+        # Gmail thread id, then header evidence, then the strict subject rule; per owner
+        self._threads = MemoryThreadLookup()
         self._writes: dict[str, dict[Any, WriteBack]] = {}
         self._results: dict[str, dict[Any, WriteResult]] = {}
         self.batches = 0
@@ -238,7 +239,7 @@ class MemoryStore:
         msg = self._messages.get((account, remote.key))
         if msg is None:
             msg = _record(account, remote, keep_parsed=self.keep_parsed)
-            msg.thread = self._thread_for(account, msg)
+            msg.thread = self._threads.place(account, remote.parsed, gm_thrid=remote.gm_thrid)
             self._messages[(account, remote.key)] = msg
         else:
             msg.removed = False
@@ -246,23 +247,6 @@ class MemoryStore:
                 msg.labels = frozenset(remote.labels)
         msg.locations[loc] = frozenset(remote.flags)
         index[loc.uid] = remote.key
-
-    def _thread_for(self, account: str, msg: StoredMessage) -> str:
-        """Header evidence only (Gmail thread id, In-Reply-To, References), per owner."""
-        if msg.gm_thrid:
-            thread = f"gm:{msg.gm_thrid}"
-        else:
-            thread = ""
-            for ref in (msg.in_reply_to, *reversed(msg.references)):
-                if ref and (account, ref) in self._threads:
-                    thread = self._threads[(account, ref)]
-                    break
-            if not thread:
-                root = msg.references[0] if msg.references else msg.in_reply_to
-                thread = f"t:{root or msg.message_id or msg.key}"
-        if msg.message_id:
-            self._threads.setdefault((account, msg.message_id), thread)
-        return thread
 
     def _set_flags(self, account: str, change: FlagChange) -> None:
         loc = change.location

@@ -1,0 +1,304 @@
+"""pipemail.writeback against the harness Dovecot: every change verified with doveadm.
+
+The property that matters most is "collateral changes = 0": a write-back touches the
+message it names or nothing. Each test snapshots every folder on the server before and
+after and checks that only the expected rows differ.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipemail.imap import ImapSession
+from pipemail.store import MemoryStore
+from pipemail.sync import sync_account
+from pipemail.types import AccountConfig, Location, PasswordAuth, ServerConfig, WriteBack
+from pipemail.writeback import STALE_GONE, STALE_OTHER, STALE_UIDVALIDITY, append_sent, apply_writes
+
+FOLDERS = ("INBOX", "Sent", "Archive", "Trash", "Drafts", "Junk")
+
+
+def config(dovecot, user, **kw) -> AccountConfig:
+    return AccountConfig(
+        key=f"acct-{user.name}",
+        imap=ServerConfig(
+            host=dovecot.host,
+            port=dovecot.ssl_port,
+            security="ssl",
+            cafile=dovecot.cafile,
+            allow_private_hosts=True,
+            timeout=10.0,
+        ),
+        auth=PasswordAuth(user.name, user.password),
+        folders=kw.pop("folders", ["INBOX"]),
+        **kw,
+    )
+
+
+def mail(n: int) -> bytes:
+    return (
+        f"Message-ID: <w{n}@example.com>\r\nFrom: client{n}@customer.example\r\n"
+        f"To: me@corp.example\r\nSubject: deal {n}\r\n\r\nbody {n}\r\n"
+    ).encode()
+
+
+def snapshot(dovecot, user) -> dict[str, dict[str, tuple]]:
+    """folder -> message-id -> (uid, flags): the whole account as the server has it."""
+    out = {}
+    for folder in FOLDERS:
+        out[folder] = {
+            row["message_id"]: (row["uid"], row["flags"])
+            for row in dovecot.fetch_state(user, folder)
+        }
+    return out
+
+
+def changed(before, after) -> set[tuple[str, str]]:
+    diffs = set()
+    for folder in FOLDERS:
+        for mid in set(before[folder]) | set(after[folder]):
+            if before[folder].get(mid) != after[folder].get(mid):
+                diffs.add((folder, mid))
+    return diffs
+
+
+@pytest.fixture
+def synced(dovecot, imap_user):
+    """Ten messages in INBOX (two already read), synced into a MemoryStore."""
+    dovecot.append_many(
+        imap_user, "INBOX", [(mail(n), ("\\Seen",) if n in (3, 4) else ()) for n in range(1, 11)]
+    )
+    cfg = config(dovecot, imap_user)
+    store = MemoryStore()
+    sync_account(cfg, store)
+    return cfg, store
+
+
+def write(store, cfg, n: int, op: str, wid: str, **kw) -> WriteBack:
+    """The write-back the CRM would queue for message w<n> in INBOX."""
+    msg = next(m for m in store.messages(cfg.key) if m.message_id == f"w{n}@example.com")
+    (loc,) = [loc for loc in msg.locations if loc.folder == kw.pop("folder", "INBOX")]
+    return WriteBack(
+        id=wid, op=op, location=loc, expect_key=msg.key, message_id=f"<{msg.message_id}>", **kw
+    )
+
+
+def run(cfg, store, writes):
+    for w in writes:
+        store.queue_write(cfg.key, w)
+    report = sync_account(cfg, store)
+    assert report.ok, report.errors
+    return {w.id: store.result(cfg.key, w.id) for w in writes}, report
+
+
+# ---------------------------------------------------------------- flags
+
+
+def test_seen_unseen_flag_unflag_touch_only_their_message(dovecot, imap_user, synced):
+    cfg, store = synced
+    before = snapshot(dovecot, imap_user)
+    results, report = run(
+        cfg,
+        store,
+        [
+            write(store, cfg, 1, "seen", "a"),
+            write(store, cfg, 3, "unseen", "b"),
+            write(store, cfg, 5, "flag", "c"),
+            write(store, cfg, 6, "flag", "d"),
+        ],
+    )
+    assert {r.status for r in results.values()} == {"done"}
+    after = snapshot(dovecot, imap_user)
+    assert changed(before, after) == {
+        ("INBOX", "<w1@example.com>"),
+        ("INBOX", "<w3@example.com>"),
+        ("INBOX", "<w5@example.com>"),
+        ("INBOX", "<w6@example.com>"),
+    }
+    assert after["INBOX"]["<w1@example.com>"][1] == {"\\Seen"}
+    assert after["INBOX"]["<w3@example.com>"][1] == frozenset()
+    assert after["INBOX"]["<w5@example.com>"][1] == {"\\Flagged"}
+    assert report.folders["INBOX"].writes_done == 4
+    # the store agrees with the server after the same sync
+    view = store.folder_view(cfg.key, "INBOX")
+    for mid, (uid, flags) in after["INBOX"].items():
+        assert view[uid].flags == flags, mid
+
+    results, _ = run(cfg, store, [write(store, cfg, 5, "unflag", "e")])
+    assert results["e"].status == "done"
+    assert snapshot(dovecot, imap_user)["INBOX"]["<w5@example.com>"][1] == frozenset()
+
+
+def test_flag_retry_is_idempotent(dovecot, imap_user, synced):
+    cfg, store = synced
+    wb = write(store, cfg, 2, "seen", "x")
+    with ImapSession.open(cfg) as s:
+        first = apply_writes(s, [wb], config=cfg)
+        again = apply_writes(s, [wb], config=cfg)  # "crash before the result was saved"
+    assert [r.status for r in first + again] == ["done", "done"]
+    assert snapshot(dovecot, imap_user)["INBOX"]["<w2@example.com>"][1] == {"\\Seen"}
+
+
+# ---------------------------------------------------------------- moves
+
+
+def test_archive_moves_and_reports_new_location(dovecot, imap_user, synced):
+    cfg, store = synced
+    before = snapshot(dovecot, imap_user)
+    wb = write(store, cfg, 7, "archive", "arch")
+    key = wb.expect_key
+    results, report = run(cfg, store, [wb])
+    result = results["arch"]
+    assert result.status == "done"
+    after = snapshot(dovecot, imap_user)
+    assert changed(before, after) == {
+        ("INBOX", "<w7@example.com>"),
+        ("Archive", "<w7@example.com>"),
+    }
+    new_uid = after["Archive"]["<w7@example.com>"][0]
+    assert result.new_location == Location(
+        "Archive", dovecot.uidvalidity(imap_user, "Archive"), new_uid
+    )
+    # the CRM record followed the message: same key, new location, not removed
+    record = store.get(cfg.key, key)
+    assert not record.removed and list(record.locations) == [result.new_location]
+    assert report.folders["INBOX"].vanished == 0  # the store already knew, nothing vanished
+
+
+def test_delete_moves_to_trash_and_move_to_named_folder(dovecot, imap_user, synced):
+    cfg, store = synced
+    dovecot.create_mailbox(imap_user, "Clients/Acme")
+    before = snapshot(dovecot, imap_user)
+    results, _ = run(
+        cfg,
+        store,
+        [
+            write(store, cfg, 8, "delete", "del"),
+            write(store, cfg, 9, "move", "mv", target_folder="Clients/Acme"),
+        ],
+    )
+    assert results["del"].status == "done" and results["mv"].status == "done"
+    after = snapshot(dovecot, imap_user)
+    assert "<w8@example.com>" in after["Trash"] and "<w8@example.com>" not in after["INBOX"]
+    assert changed(before, after) == {
+        ("INBOX", "<w8@example.com>"),
+        ("Trash", "<w8@example.com>"),
+        ("INBOX", "<w9@example.com>"),
+    }
+    acme = dovecot.fetch_state(imap_user, "Clients/Acme")
+    assert [r["message_id"] for r in acme] == ["<w9@example.com>"]
+    assert results["mv"].new_location.folder == "Clients/Acme"
+
+
+def test_move_to_missing_folder_fails_and_changes_nothing(dovecot, imap_user, synced):
+    cfg, store = synced
+    before = snapshot(dovecot, imap_user)
+    results, _ = run(cfg, store, [write(store, cfg, 1, "move", "mv", target_folder="Nope")])
+    assert results["mv"].status == "failed" and "does not exist" in results["mv"].error
+    assert changed(before, snapshot(dovecot, imap_user)) == set()
+
+
+def test_archive_retry_after_crash_is_done_not_repeated(dovecot, imap_user, synced):
+    """Killed between MOVE and saving the result: the retry finds it in Archive."""
+    cfg, store = synced
+    wb = write(store, cfg, 2, "archive", "arch")
+    with ImapSession.open(cfg) as s:
+        (first,) = apply_writes(s, [wb], config=cfg)  # result lost with the worker
+    assert first.status == "done"
+    after_first = snapshot(dovecot, imap_user)
+    results, _ = run(cfg, store, [wb])
+    assert results["arch"].status == "done"
+    assert results["arch"].new_location == first.new_location
+    assert changed(after_first, snapshot(dovecot, imap_user)) == set()  # nothing moved twice
+
+
+def test_no_move_capability_expunges_only_the_target(dovecot, imap_user, synced):
+    cfg, store = synced
+    # Another client marked w10 \Deleted without expunging: a plain EXPUNGE would lose it.
+    dovecot.add_flags(imap_user, "INBOX", [10], ["\\Deleted"])
+    cfg.ignore_capabilities = ["MOVE"]
+    results, _ = run(cfg, store, [write(store, cfg, 1, "archive", "arch")])
+    assert results["arch"].status == "done" and results["arch"].new_location is not None
+    inbox = snapshot(dovecot, imap_user)["INBOX"]
+    assert "<w1@example.com>" not in inbox
+    assert inbox["<w10@example.com>"][1] == {"\\Deleted"}  # still there, untouched
+
+
+def test_no_move_no_uidplus_refuses(dovecot, imap_user, synced):
+    cfg, store = synced
+    cfg.ignore_capabilities = ["MOVE", "UIDPLUS"]
+    before = snapshot(dovecot, imap_user)
+    results, _ = run(cfg, store, [write(store, cfg, 1, "delete", "del")])
+    assert results["del"].status == "failed" and "UIDPLUS" in results["del"].error
+    assert changed(before, snapshot(dovecot, imap_user)) == set()
+
+
+# ---------------------------------------------------------------- stale addresses
+
+
+def test_uidvalidity_change_makes_queued_writes_stale(dovecot, imap_user, synced):
+    cfg, store = synced
+    writes = [
+        write(store, cfg, 1, "seen", "s"),
+        write(store, cfg, 2, "archive", "a"),
+        write(store, cfg, 3, "delete", "d"),
+    ]
+    uv = store.state(cfg.key, "INBOX").uidvalidity
+    dovecot.set_uidvalidity(imap_user, "INBOX", uv + 99)
+    before = snapshot(dovecot, imap_user)
+    results, report = run(cfg, store, writes)
+    assert {r.status for r in results.values()} == {"stale"}
+    assert all(r.error == STALE_UIDVALIDITY for r in results.values())
+    assert changed(before, snapshot(dovecot, imap_user)) == set()  # wrong-target writes: 0
+    assert report.folders["INBOX"].reset and len(store.messages(cfg.key)) == 10
+
+
+def test_wrong_key_at_address_is_stale(dovecot, imap_user, synced):
+    cfg, store = synced
+    other = write(store, cfg, 5, "delete", "z")
+    wrong = WriteBack(id="w", op="delete", location=other.location, expect_key="h:not-this-one")
+    before = snapshot(dovecot, imap_user)
+    results, _ = run(cfg, store, [wrong])
+    assert results["w"].status == "stale" and results["w"].error == STALE_OTHER
+    assert changed(before, snapshot(dovecot, imap_user)) == set()
+
+
+def test_message_expunged_meanwhile_is_stale(dovecot, imap_user, synced):
+    cfg, store = synced
+    writes = [write(store, cfg, 4, "seen", "s"), write(store, cfg, 6, "archive", "a")]
+    dovecot.expunge(imap_user, "INBOX", [4, 6])
+    before = snapshot(dovecot, imap_user)
+    results, _ = run(cfg, store, writes)
+    assert results["s"].status == "stale" and results["s"].error == STALE_GONE
+    assert results["a"].status == "stale"
+    assert changed(before, snapshot(dovecot, imap_user)) == set()
+
+
+def test_write_to_unsynced_folder_is_applied(dovecot, imap_user):
+    """Write-backs aimed at a folder the account does not sync still go out."""
+    uid = dovecot.append(imap_user, "Archive", mail(1))
+    cfg = config(dovecot, imap_user, folders=["INBOX", "Archive"])
+    store = MemoryStore()
+    sync_account(cfg, store)
+    wb = write(store, cfg, 1, "seen", "s", folder="Archive")
+    cfg.folders = ["INBOX"]
+    results, _ = run(cfg, store, [wb])
+    assert results["s"].status == "done"
+    assert dovecot.fetch_state(imap_user, "Archive")[0]["flags"] == {"\\Seen"}
+    assert dovecot.fetch_state(imap_user, "Archive")[0]["uid"] == uid
+
+
+# ---------------------------------------------------------------- append
+
+
+def test_append_sent_returns_location(dovecot, imap_user):
+    cfg = config(dovecot, imap_user)
+    loc = append_sent(cfg, mail(42))
+    state = dovecot.fetch_state(imap_user, "Sent")
+    assert [(r["uid"], r["flags"]) for r in state] == [(loc.uid, {"\\Seen"})]
+    assert loc == Location("Sent", dovecot.uidvalidity(imap_user, "Sent"), loc.uid)
+    # and the next sync of Sent files it under the key the CRM already has
+    cfg.folders = ["Sent"]
+    store = MemoryStore()
+    sync_account(cfg, store)
+    assert store.folder_view(cfg.key, "Sent")[loc.uid].message_id == "w42@example.com"
