@@ -1,0 +1,136 @@
+"""``python -m pipemail`` smoke tests against the harness Dovecot."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipemail.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def args(dovecot, user, command, *extra, security="ssl"):
+    port = dovecot.ssl_port if security == "ssl" else dovecot.port
+    return [
+        command,
+        "--host", dovecot.host,
+        "--port", str(port),
+        "--security", security,
+        "--user", user.name,
+        "--password-env", "TEST_IMAP_PASSWORD",
+        "--cafile", dovecot.cafile,
+        "--allow-private-hosts",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_module(argv, password):
+    env = dict(os.environ, TEST_IMAP_PASSWORD=password, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "pipemail", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+def mail(n: int) -> bytes:
+    return f"Message-ID: <c{n}@x>\r\nFrom: a@customer.example\r\nSubject: {n}\r\n\r\nb\r\n".encode()
+
+
+def test_check_prints_capabilities_folders_counts_strategy(dovecot, imap_user):
+    dovecot.append_many(imap_user, "INBOX", [mail(n) for n in range(1, 4)])
+    proc = run_module(args(dovecot, imap_user, "check"), imap_user.password)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Strategy:     condstore+qresync" in out
+    assert "QRESYNC" in out and "CONDSTORE" in out
+    inbox = next(line for line in out.splitlines() if line.strip().startswith("INBOX"))
+    assert inbox.split()[-2:] == ["3", "3"]
+    assert "Archive" in out and "archive" in out
+    assert "Would sync:   INBOX, Sent" in out
+
+
+def test_check_wrong_password_exit_2_plain_message(dovecot, imap_user):
+    proc = run_module(args(dovecot, imap_user, "check"), "wrong")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "Error: The server rejected the user name or password."
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_refused_private_host_without_flag(dovecot, imap_user):
+    argv = [a for a in args(dovecot, imap_user, "check") if a != "--allow-private-hosts"]
+    proc = run_module(argv, imap_user.password)
+    assert proc.returncode == 2
+    assert "not allowed" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sync_jsonl_with_progress_and_resume(dovecot, imap_user, tmp_path):
+    dovecot.append_many(imap_user, "INBOX", [mail(n) for n in range(1, 51)])
+    dovecot.append(imap_user, "Sent", mail(100))
+    journal = tmp_path / "store.jsonl"
+    argv = args(dovecot, imap_user, "sync", "--store", f"jsonl:{journal}", "--batch-size", "10")
+    proc = run_module(argv, imap_user.password)
+    assert proc.returncode == 0, proc.stderr
+    assert "INBOX: 50 new" in proc.stdout and "Sent: 1 new" in proc.stdout
+    assert "Done: 51 new" in proc.stdout
+    assert "[" in proc.stderr and "50/50" in proc.stderr  # the text progress bar
+    assert journal.exists()
+
+    dovecot.append(imap_user, "INBOX", mail(51))
+    proc = run_module(argv, imap_user.password)
+    assert proc.returncode == 0, proc.stderr
+    assert "Done: 1 new" in proc.stdout
+
+
+def test_sync_since_folders_and_json(dovecot, imap_user):
+    dovecot.append(imap_user, "INBOX", mail(1), internaldate="01-Jan-2015 10:00:00 +0000")
+    dovecot.append(imap_user, "INBOX", mail(2))
+    dovecot.append(imap_user, "Sent", mail(3))
+    out, err = io.StringIO(), io.StringIO()
+    os.environ["TEST_IMAP_PASSWORD"] = imap_user.password
+    try:
+        code = main(
+            args(dovecot, imap_user, "sync", "--since", "2020-01-01", "--folders", "INBOX",
+                 "--json", "--no-progress", security="starttls"),
+            out=out,
+            err=err,
+        )  # fmt: skip
+    finally:
+        del os.environ["TEST_IMAP_PASSWORD"]
+    assert code == 0, err.getvalue()
+    report = json.loads(out.getvalue())
+    assert list(report["folders"]) == ["INBOX"]
+    assert report["folders"]["INBOX"]["new"] == 1
+    assert report["summary"].startswith("1 new")
+    assert err.getvalue() == ""
+
+
+def test_sync_missing_folder_exit_1(dovecot, imap_user):
+    out, err = io.StringIO(), io.StringIO()
+    os.environ["TEST_IMAP_PASSWORD"] = imap_user.password
+    try:
+        code = main(
+            args(dovecot, imap_user, "sync", "--folders", "INBOX,Nope", "--no-progress"),
+            out=out,
+            err=err,
+        )
+    finally:
+        del os.environ["TEST_IMAP_PASSWORD"]
+    assert code == 1
+    assert "error in Nope: The folder “Nope” does not exist on the server." in out.getvalue()
+
+
+def test_no_password_is_a_clear_error(dovecot, imap_user):
+    err = io.StringIO()
+    os.environ.pop("TEST_IMAP_PASSWORD", None)
+    code = main(args(dovecot, imap_user, "check"), out=io.StringIO(), err=err)
+    assert code == 2
+    assert "TEST_IMAP_PASSWORD" in err.getvalue()
