@@ -1,0 +1,182 @@
+/** @odoo-module **/
+/**
+ * The conversation reader: the messages of a conversation, oldest first, each body in
+ * a sandboxed frame.
+ *
+ * Bodies are sanitized by the server when stored (fields.Html). The frame is the
+ * second wall: `sandbox` without `allow-scripts` means no script runs, whatever the
+ * HTML holds, and its Content-Security-Policy keeps remote images (tracking pixels)
+ * off until the reader asks for them. Everything else (names, addresses, file
+ * names) is text, rendered with t-esc.
+ */
+import { Component, onWillStart, onWillUpdateProps, useState } from "@odoo/owl";
+import { _t } from "@web/core/l10n/translation";
+import { deserializeDateTime, formatDateTime } from "@web/core/l10n/dates";
+import { registry } from "@web/core/registry";
+import { useService } from "@web/core/utils/hooks";
+import { standardFieldProps } from "@web/views/fields/standard_field_props";
+
+const MESSAGE_SPEC = {
+    subject: {},
+    email_from: {},
+    email_to: {},
+    email_cc: {},
+    date: {},
+    direction: {},
+    is_read: {},
+    snippet: {},
+    body_html: {},
+    text_direction: {},
+    parse_error: {},
+    attachment_ids: { fields: { name: {}, mimetype: {}, file_size: {} } },
+};
+
+const FRAME_STYLE =
+    "body{margin:0;padding:0 2px;font:14px/1.5 -apple-system,'Segoe UI',Roboto,Arial,sans-serif;" +
+    "color:#212529;overflow-wrap:anywhere}img{max-width:100%;height:auto}" +
+    "blockquote{margin:0 0 0 .5em;padding-left:.75em;border-left:2px solid #ccc;color:#666}" +
+    "pre{white-space:pre-wrap}table{max-width:100%}";
+
+/**
+ * The document shown in a message's frame. `body` is the server-sanitized HTML; it is
+ * never inserted into the Odoo page itself.
+ */
+export function frameDocument(body, { remoteImages = false, rtl = false } = {}) {
+    const images = remoteImages ? "img-src data: 'self' https: http:" : "img-src data: 'self'";
+    const csp = `default-src 'none'; ${images}; style-src 'unsafe-inline'; font-src data:`;
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>" +
+        `<meta http-equiv="Content-Security-Policy" content="${csp}">` +
+        "<base target='_blank'><meta name='referrer' content='no-referrer'>" +
+        `<style>${FRAME_STYLE}</style></head><body dir='${rtl ? "rtl" : "auto"}'>` +
+        (body || "") +
+        "</body></html>"
+    );
+}
+
+export class PipemailConversation extends Component {
+    static template = "pipemail_sync.Conversation";
+    static props = { ...standardFieldProps };
+
+    setup() {
+        this.orm = useService("orm");
+        this.state = useState({ messages: [], loading: true, open: {}, images: {} });
+        onWillStart(() => this.load(this.props));
+        onWillUpdateProps((next) => this.load(next));
+    }
+
+    ids(props) {
+        return [...(props.record.data[props.name]?.currentIds || [])];
+    }
+
+    async load(props) {
+        const ids = this.ids(props);
+        const key = ids.join(",");
+        if (key === this.loadedKey) {
+            return;
+        }
+        this.loadedKey = key;
+        if (!ids.length) {
+            this.state.messages = [];
+            this.state.loading = false;
+            return;
+        }
+        const messages = await this.orm.webRead("pipemail.message", ids, {
+            specification: MESSAGE_SPEC,
+            context: { bin_size: true },
+        });
+        messages.sort((a, b) => (a.date || "").localeCompare(b.date || "") || a.id - b.id);
+        const open = {};
+        messages.forEach((m, index) => {
+            // the newest and the unread are open; older read ones fold to a line
+            open[m.id] = index === messages.length - 1 || !m.is_read || messages.length <= 2;
+        });
+        this.state.open = open;
+        this.state.messages = messages;
+        this.state.loading = false;
+    }
+
+    toggle(message) {
+        this.state.open[message.id] = !this.state.open[message.id];
+    }
+
+    showImages(message) {
+        this.state.images[message.id] = true;
+    }
+
+    hasRemoteImages(message) {
+        return /<img[^>]+src=["']?https?:/i.test(message.body_html || "");
+    }
+
+    formatDate(value) {
+        return value ? formatDateTime(deserializeDateTime(value)) : "";
+    }
+
+    srcdoc(message) {
+        return frameDocument(message.body_html, {
+            remoteImages: !!this.state.images[message.id],
+            rtl: message.text_direction === "rtl",
+        });
+    }
+
+    downloadUrl(attachment) {
+        return `/web/content/${encodeURIComponent(attachment.id)}?download=true`;
+    }
+
+    fileSize(attachment) {
+        const size = attachment.file_size || 0;
+        if (size > 1024 * 1024) {
+            return `${(size / 1024 / 1024).toFixed(1)} MB`;
+        }
+        return `${Math.max(1, Math.round(size / 1024))} kB`;
+    }
+
+    directionLabel(message) {
+        return message.direction === "out" ? _t("Sent") : _t("Received");
+    }
+
+    onFrameLoad(ev) {
+        // same origin (sandbox allow-same-origin, no scripts): size the frame to its text
+        const frame = ev.target;
+        try {
+            const doc = frame.contentDocument;
+            frame.style.height = `${Math.min(doc.documentElement.scrollHeight + 4, 4000)}px`;
+        } catch {
+            frame.style.height = "400px";
+        }
+    }
+}
+
+export const pipemailConversation = {
+    component: PipemailConversation,
+    supportedTypes: ["one2many"],
+    relatedFields: [{ name: "date", type: "datetime" }],
+    isEmpty: () => false,
+};
+
+registry.category("fields").add("pipemail_conversation", pipemailConversation);
+
+/** One message's body, alone (message form): the same sandboxed frame. */
+export class PipemailSandboxedHtml extends Component {
+    static template = "pipemail_sync.SandboxedHtml";
+    static props = { ...standardFieldProps };
+
+    setup() {
+        this.state = useState({ images: false });
+    }
+
+    get srcdoc() {
+        return frameDocument(this.props.record.data[this.props.name], {
+            remoteImages: this.state.images,
+        });
+    }
+
+    onFrameLoad(ev) {
+        PipemailConversation.prototype.onFrameLoad.call(this, ev);
+    }
+}
+
+registry.category("fields").add("pipemail_sandboxed_html", {
+    component: PipemailSandboxedHtml,
+    supportedTypes: ["html"],
+});
