@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""The demo behind ``scripts/setup.sh``: a local Odoo 18 with the pipemail addons, and a
+demo mailbox on a local Dovecot, already connected and synced.
+
+Everything lives under ``var/demo/`` and is reused by the next run: Dovecot (ports
+10143 plain/STARTTLS and 10993 IMAPS), PostgreSQL (port 15432), the ``pipemail_demo``
+database and its ``odoo.conf``. Ctrl-C stops all of it; ``rm -rf var/demo`` forgets it.
+
+Without an Odoo 18 the script says what is missing, shows the engine alone syncing the
+demo mailbox from the command line, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "tests")]
+
+import mailgen  # noqa: E402
+import odoo_tier  # noqa: E402
+from harness import Dovecot, HarnessError  # noqa: E402
+
+VAR = ROOT / "var" / "demo"
+IMAP_PORT, IMAPS_PORT, PG_PORT, HTTP_PORT = 10143, 10993, 15432, 8069
+DB = "pipemail_demo"
+MAILBOX_USER, MAILBOX_PASSWORD = "demo", "demo-mailbox"
+OWNER = "demo@pipemail.example"
+MESSAGES = 400
+
+
+def say(text: str) -> None:
+    print(f"[setup] {text}", flush=True)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def start_mailbox() -> Dovecot:
+    for port in (IMAP_PORT, IMAPS_PORT):
+        if not port_free(port):
+            raise SystemExit(
+                f"[setup] port {port} is in use: stop the previous demo (Ctrl-C in its terminal) "
+                "or whatever listens there, then run this again."
+            )
+    dovecot = Dovecot(port=IMAP_PORT, ssl_port=IMAPS_PORT, workdir=VAR / "dovecot")
+    user = dovecot.add_user(MAILBOX_USER, MAILBOX_PASSWORD)
+    if dovecot.status(user, "INBOX").get("messages", 0) == 0:
+        say(f"seeding the demo mailbox with {MESSAGES} messages")
+        by_folder: dict[str, list[tuple[bytes, tuple[str, ...], object]]] = {}
+        for msg in mailgen.generate(MESSAGES, owner=OWNER, owner_name="Demo Salesperson"):
+            flags = ("\\Seen",) if msg.seen else ()
+            by_folder.setdefault(msg.folder, []).append((msg.raw, flags, msg.date))
+        for folder, items in by_folder.items():
+            dovecot.append_many(user, folder, items)
+    say(f"demo mailbox: {MAILBOX_USER} / {MAILBOX_PASSWORD} on 127.0.0.1:{IMAP_PORT} (STARTTLS)")
+    return dovecot
+
+
+def engine_only(dovecot: Dovecot, why: str) -> int:
+    print()
+    print(f"ODOO NOT FOUND: {why}")
+    print("To run the full demo, point at an Odoo 18 source tree and its Python, then rerun:")
+    print("  PIPEMAIL_ODOO=/path/to/odoo-18 PIPEMAIL_ODOO_PYTHON=/path/to/venv/bin/python \\")
+    print("    bash scripts/setup.sh")
+    print()
+    say("meanwhile, the engine alone syncs the demo mailbox (python -m pipemail sync):")
+    env = dict(os.environ, PIPEMAIL_DEMO_PASSWORD=MAILBOX_PASSWORD)
+    store = VAR / "engine-store.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipemail",
+        "sync",
+        "--host=127.0.0.1",
+        f"--port={IMAP_PORT}",
+        "--security=starttls",
+        f"--user={MAILBOX_USER}",
+        "--password-env=PIPEMAIL_DEMO_PASSWORD",
+        f"--cafile={dovecot.cafile}",
+        "--allow-private-hosts",
+        f"--store=jsonl:{store}",
+    ]
+    subprocess.run(cmd, env=env, check=False)
+    return 2
+
+
+DEMO_SHELL = r"""
+import sys
+sys.path.insert(0, {tools!r})
+import mailgen
+env["ir.config_parameter"].sudo().set_param("pipemail.allow_private_hosts", "True")
+admin = env.ref("base.user_admin")
+admin.write({{"email": {owner!r}, "name": "Demo Salesperson"}})
+Partner = env["res.partner"]
+companies = {{}}
+for contact in mailgen.contacts(7):
+    if contact.company not in companies:
+        companies[contact.company] = Partner.search([("name", "=", contact.company)], limit=1) or \
+            Partner.create({{"name": contact.company, "is_company": True,
+                             "website": "https://" + contact.email.split("@")[1]}})
+    if not Partner.search([("email", "=", contact.email)], limit=1):
+        Partner.create({{"name": contact.name, "email": contact.email,
+                         "parent_id": companies[contact.company].id}})
+Lead = env["crm.lead"]
+for company in list(companies.values())[:4]:
+    if not Lead.search([("partner_id", "child_of", company.id)], limit=1):
+        contact = company.child_ids[:1]
+        Lead.create({{"name": company.name + " office furniture", "type": "opportunity",
+                      "partner_id": contact.id, "user_id": admin.id}})
+Account = env["pipemail.account"]
+account = Account.search([("email", "=", {owner!r})], limit=1)
+if not account:
+    account = Account.create({{
+        "name": "Demo mailbox", "user_id": admin.id, "kind": "personal", "provider": "imap",
+        "email": {owner!r}, "username": {user!r}, "password": {password!r},
+        "imap_host": "127.0.0.1", "imap_port": {port}, "imap_security": "starttls",
+    }})
+env.cr.commit()
+account._sync(commit=True)
+account.invalidate_recordset()
+print("PIPEMAIL_DEMO", account.state, account.message_total, "messages in",
+      account.thread_count, "conversations;", account.last_error or "no error")
+env.cr.commit()
+"""
+
+
+def write_conf(db: dict[str, str], odoo: odoo_tier.OdooInstall, cafile: str) -> Path:
+    conf = VAR / "odoo.conf"
+    key_file = VAR / "secret.key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(48))
+        key_file.chmod(0o600)
+    conf.write_text(
+        "[options]\n"
+        f"addons_path = {','.join(odoo.addons_path)}\n"
+        f"data_dir = {VAR / 'filestore'}\n"
+        f"db_host = {db['db_host']}\ndb_port = {db['db_port']}\n"
+        f"db_user = {db['db_user']}\ndb_password = {db['db_password']}\n"
+        f"db_name = {DB}\ndbfilter = ^{DB}$\n"
+        f"http_port = {HTTP_PORT}\nmax_cron_threads = 1\nwithout_demo = all\n"
+        f"pipemail_secret_key = {key_file.read_text().strip()}\n"
+        f"pipemail_cafile = {cafile}\n"
+    )
+    return conf
+
+
+def database_exists(db: dict[str, str]) -> bool:
+    proc = subprocess.run(
+        [
+            str(odoo_tier._pg_bindir() / "psql"),
+            "-h",
+            db["db_host"],
+            "-p",
+            db["db_port"],
+            "-U",
+            db["db_user"],
+            "-d",
+            "postgres",
+            "-Atc",
+            f"SELECT 1 FROM pg_database WHERE datname = '{DB}'",  # noqa: S608 - constant
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PGPASSWORD=db["db_password"]),
+    )
+    return proc.stdout.strip() == "1"
+
+
+def main() -> int:
+    VAR.mkdir(parents=True, exist_ok=True)
+    try:
+        dovecot = start_mailbox()
+    except HarnessError as exc:
+        print(f"[setup] the demo mailbox server did not start: {exc}")
+        return 1
+    with dovecot:
+        try:
+            odoo = odoo_tier.find_odoo()
+        except odoo_tier.TierUnavailable as exc:
+            return engine_only(dovecot, str(exc))
+        say(f"Odoo {odoo.version} at {odoo.where}")
+        odoo_tier.ensure_engine_deps(odoo)
+        if not port_free(HTTP_PORT):
+            say(f"port {HTTP_PORT} is in use: stop what listens there (an earlier demo?) first")
+            return 1
+        with odoo_tier.private_postgres(VAR / "pg", port=PG_PORT) as db:
+            conf = write_conf(db, odoo, dovecot.cafile)
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            base = [*odoo.command, "-c", str(conf)]
+            if not database_exists(db):
+                say(f"creating database {DB} with crm, project and the pipemail addons (~1 min)")
+                modules = ",".join(("crm", "project", *odoo_tier.ADDONS))
+                subprocess.run(
+                    [*base, "-d", DB, "-i", modules, "--stop-after-init", "--log-level=warn"],
+                    env=env,
+                    check=True,
+                )
+            say("connecting the demo mailbox and syncing it")
+            code = DEMO_SHELL.format(
+                tools=str(ROOT / "tools"),
+                owner=OWNER,
+                user=MAILBOX_USER,
+                password=MAILBOX_PASSWORD,
+                port=IMAP_PORT,
+            )
+            shell = [odoo.command[0], *odoo.command[1:2], "shell", *base[len(odoo.command) :]]
+            proc = subprocess.run(
+                [*shell, "-d", DB, "--no-http", "--log-level=warn"],
+                input=code,
+                text=True,
+                capture_output=True,
+                env=env,
+                check=False,
+            )
+            summary = [line for line in proc.stdout.splitlines() if "PIPEMAIL_DEMO" in line]
+            if not summary:
+                print(proc.stdout[-3000:], proc.stderr[-3000:])
+                say("the demo data step failed (output above)")
+                return 1
+            say(summary[0].replace("PIPEMAIL_DEMO ", "demo mailbox: "))
+            print()
+            print(f"  Odoo:      http://localhost:{HTTP_PORT}   (login: admin / password: admin)")
+            print(
+                "  Sales Inbox: CRM > Sales Inbox;  mailbox health: CRM > Configuration > Mailboxes"
+            )
+            print(f"  Mailbox:   {MAILBOX_USER} / {MAILBOX_PASSWORD} on 127.0.0.1:{IMAP_PORT}")
+            print("  Ctrl-C stops Odoo, PostgreSQL and Dovecot.")
+            print()
+            try:
+                subprocess.run([*base, "-d", DB, "--log-level=warn"], env=env, check=False)
+            except KeyboardInterrupt:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
