@@ -478,6 +478,12 @@ class ImapSession:
     def alive(self) -> bool:
         return self._client is not None
 
+    @property
+    def client(self) -> IMAPClient:
+        """The underlying IMAPClient, for IDLE (pipemail.idle), which has no session-level
+        equivalent. Errors raised through it are NOT mapped; prefer session methods."""
+        return self._require()
+
     def connect(self) -> None:
         """Connect, secure, authenticate, ENABLE. Raises typed errors only."""
         if isinstance(self.auth, OAuth2Auth):
