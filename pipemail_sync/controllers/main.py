@@ -7,6 +7,7 @@ from odoo import http
 from odoo.http import request
 
 from pipemail import errors as pm_errors
+from pipemail import oauth as engine_oauth
 
 from .. import oauth
 
@@ -40,7 +41,7 @@ class PipemailOAuthController(http.Controller):
             return request.render(
                 "pipemail_sync.pipemail_oauth_result", {"ok": False, "message": str(exc)}
             )
-        verifier, challenge = oauth.new_pkce()
+        verifier, challenge = engine_oauth.pkce_pair()
         nonce = oauth.new_nonce()
         request.session[f"pipemail_oauth_{nonce}"] = verifier
         state = oauth.sign_state(

@@ -8,6 +8,7 @@ and records what happened in words a salesperson can read.
 import logging
 import os
 import socket
+import time
 from datetime import date, timedelta
 
 from dateutil.relativedelta import relativedelta
@@ -112,8 +113,6 @@ class PipemailAccount(models.Model):
     password_enc = fields.Char(groups="base.group_system", copy=False, prefetch=False)
     password_set = fields.Boolean(compute="_compute_secret_set")
     oauth_refresh_token_enc = fields.Char(groups="base.group_system", copy=False, prefetch=False)
-    oauth_access_token_enc = fields.Char(groups="base.group_system", copy=False, prefetch=False)
-    oauth_access_expiry = fields.Datetime(groups="base.group_system", copy=False)
     oauth_connected = fields.Boolean(compute="_compute_secret_set")
     verify_tls = fields.Boolean(
         string="Verify TLS Certificate",
@@ -185,6 +184,8 @@ class PipemailAccount(models.Model):
         for account in self:
             if account.password:
                 account._set_secret("password", account.password)
+        # drop the typed value from the cache too: the save's answer must not echo it
+        self.invalidate_recordset(["password"])
 
     def _compute_secret_set(self):
         rows = (
@@ -384,7 +385,7 @@ class PipemailAccount(models.Model):
                 raise UserError(_("Enter the mailbox password first."))
             auth = PasswordAuth(self.username or self.email, password)
         else:
-            auth = OAuth2Auth(self.username or self.email, engine.token_source(self))
+            auth = OAuth2Auth(self.username or self.email, oauth.token_source(self))
         allow = self._allow_private_hosts()
         folders = self.folder_ids.filtered("sync").mapped("name") or None
         return AccountConfig(
@@ -418,7 +419,7 @@ class PipemailAccount(models.Model):
     def _known_secrets(self):
         """The values a log line must never show for this account."""
         known = []
-        for name in ("password", "refresh_token", "access_token"):
+        for name in ("password", "refresh_token"):
             try:
                 known.append(self._get_secret(name))
             except (UserError, pm_errors.PipemailError):
@@ -430,7 +431,8 @@ class PipemailAccount(models.Model):
     def _ensure_default_folders(self):
         for account in self:
             if not account.folder_ids:
-                self.env["pipemail.folder"].create(
+                # folders are the mailbox's, not the user's to invent: created by us
+                self.env["pipemail.folder"].sudo().create(
                     [
                         {"account_id": account.id, "name": "INBOX", "role": "inbox", "sync": True},
                         {"account_id": account.id, "name": "Sent", "role": "sent", "sync": True},
@@ -484,6 +486,7 @@ class PipemailAccount(models.Model):
             return self._notification(_("Connection failed"), exc.args[0], "warning")
         if report.folders:
             sudo_self._update_folders(report.folders)
+            sudo_self.invalidate_recordset(["folder_ids"])
         vals = {"last_error": False, "error_code": False, "fail_count": 0, "next_attempt": False}
         if self.state in ("draft", "error", "reconnect"):
             vals["state"] = "connected"
@@ -578,10 +581,10 @@ class PipemailAccount(models.Model):
             self.check_access("create")
         try:
             settings = oauth.client_settings(self.env, provider)
-            body = oauth.exchange_code(settings, code, redirect_uri, verifier)
+            result = oauth.exchange_code(settings, code, redirect_uri, verifier)
         except pm_errors.PipemailError as exc:
             return {"ok": False, "message": str(exc)}
-        email = oauth.id_token_email(body)
+        email = (result.email or "").lower()
         if not account:
             if not email:
                 return {
@@ -589,7 +592,18 @@ class PipemailAccount(models.Model):
                     "message": _("The provider did not tell us which mailbox was connected."),
                 }
             account = self.create({"name": email, "email": email, "provider": provider})
-        oauth.store_tokens(account, body)
+        elif email and account.email and email != account.email.lower():
+            return {
+                "ok": False,
+                "message": _(
+                    "You signed in as %(signed)s, but this mailbox is %(expected)s. "
+                    "Sign in with the right account.",
+                    signed=email,
+                    expected=account.email,
+                ),
+            }
+        account._set_secret("refresh_token", result.refresh_token)
+        oauth.forget_source(account)
         vals = {
             "state": "connected",
             "last_error": False,
@@ -665,9 +679,9 @@ class PipemailAccount(models.Model):
     @api.model
     def _cron_sync(self, limit_seconds=240):
         """Sync due accounts one at a time until none is left or time is up."""
-        started = fields.Datetime.now()
+        deadline = time.monotonic() + limit_seconds
         done = self.browse()
-        while fields.Datetime.now() - started < timedelta(seconds=limit_seconds):
+        while time.monotonic() < deadline:
             account = self._acquire_next()
             if not account or account in done:
                 self.env.cr.commit()  # release the row lock; nothing more to do
@@ -676,14 +690,14 @@ class PipemailAccount(models.Model):
             self.env.cr.commit()
             done |= account
             try:
-                account._sync(commit=True)
+                account._sync(commit=True, stop=lambda: time.monotonic() > deadline)
             finally:
                 account._release_lease()
                 # the lease release must be visible to other workers at once
                 self.env.cr.commit()
         return done
 
-    def _sync(self, commit=False):
+    def _sync(self, commit=False, stop=None):
         """Run one sync of this account through the engine; never raises for mail errors.
 
         ``commit`` makes the store commit every batch (crons); tests keep it off so
@@ -700,7 +714,9 @@ class PipemailAccount(models.Model):
             self.env.cr.commit()
         try:
             store = OdooStore(self.env, account, commit=commit)
-            result = engine.sync_account(account._pipemail_config(), store)
+            result = engine.sync_account(
+                account._pipemail_config(), store, progress=store.on_progress, stop=stop
+            )
         except pm_errors.PipemailError as exc:
             if commit:
                 self.env.cr.rollback()
@@ -729,10 +745,9 @@ class PipemailAccount(models.Model):
             "error_code": False,
             "fail_count": 0,
             "next_attempt": False,
-            "backlog": result.backlog,
         }
-        if not result.backlog:
-            vals["progress"] = 100
+        if not result.raw.stopped:
+            vals.update(progress=100, backlog=0)
         account.write(vals)
         if account.fail_count == 0:
             account._close_error_activities()

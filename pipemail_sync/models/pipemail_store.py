@@ -125,6 +125,7 @@ class OdooStore:
         self._folders: dict[str, object] = {}
         self._labels: dict[str, object] = {}
         self._partners: dict[str, object] = {}
+        self._remaining: dict[tuple[str, str], int] = {}
         self.stored = 0
         self.failed = 0
         self.own_emails = {
@@ -233,27 +234,17 @@ class OdooStore:
         rows = self.env["pipemail.writeback"].search(
             [("account_id", "=", self.account.id), ("state", "=", "pending")], order="id"
         )
-        targets = {}
-        for role in ("archive", "trash"):
-            folder = self.account.folder_ids.filtered(lambda f, role=role: f.role == role)[:1]
-            targets[role] = folder.name or ""
-        out = []
-        for row in rows:
-            target = row.target_folder or ""
-            if row.op == "archive" and not target:
-                target = targets["archive"]
-            elif row.op == "delete" and not target:
-                target = targets["trash"]
-            out.append(
-                WriteBack(
-                    id=row.id,
-                    op=row.op,
-                    location=Location(row.folder_id.name, row.uidvalidity, row.uid),
-                    expect_key=row.expect_key or "",
-                    target_folder=target,
-                )
+        # archive and delete targets are found by the engine (SPECIAL-USE, Gmail labels)
+        return [
+            WriteBack(
+                id=row.id,
+                op=row.op,
+                location=Location(row.folder_id.name, row.uidvalidity, row.uid),
+                expect_key=row.expect_key or "",
+                target_folder=row.target_folder or "",
             )
-        return out
+            for row in rows
+        ]
 
     def writes_done(self, account: str, results: Sequence[WriteResult]) -> None:
         self._check_account(account)
@@ -678,18 +669,21 @@ class OdooStore:
             # linking is a convenience: a failure there must not lose the batch
             _logger.warning("pipemail: automatic linking failed for %s: %s", threads.ids, exc)
 
+    def on_progress(self, progress) -> None:
+        """The engine's progress callback (a :class:`pipemail.sync.Progress`)."""
+        if progress.phase not in ("new", "backfill") or progress.total is None:
+            return
+        key = (progress.folder, progress.phase)
+        self._remaining[key] = max(0, int(progress.total) - int(progress.done))
+        self._report_progress()
+        if self.commit:
+            # only the progress figures changed since the last batch commit: show them
+            self.cr.commit()
+
     def _report_progress(self) -> None:
-        """Initial-sync progress from the folder cursors: UIDs below ``backfill_low`` are
-        still to fetch (an upper bound of the backlog)."""
-        backlog = 0
-        for folder in self.account.folder_ids.filtered("sync"):
-            state = folder._folder_state()
-            if state is None:
-                continue
-            remaining = state.extra.get("backlog") if state.extra else None
-            if remaining is None and state.backfill_low is not None:
-                remaining = max(0, state.backfill_low - 1)
-            backlog += int(remaining or 0)
+        """Initial-sync progress and backlog from what the engine said is left to fetch
+        (renews this worker's lease on the account at the same time)."""
+        backlog = sum(self._remaining.values())
         stored = self.env["pipemail.message"].search_count([("account_id", "=", self.account.id)])
         total = stored + backlog
         progress = 100 if not total else int(100 * stored / total)

@@ -115,7 +115,7 @@ class PipemailThread(models.Model):
                 )
             latest = messages[-1]
             vals = {
-                "subject": thread.subject or messages[0].subject or latest.subject or False,
+                "subject": messages[0].subject or thread.subject or latest.subject or False,
                 "snippet": latest.snippet or False,
                 "last_date": latest.date,
                 "first_date": messages[0].date,
@@ -370,10 +370,10 @@ class PipemailThread(models.Model):
             limit=50,
         )
         for lead in leads:
-            contacts = lead.partner_id | lead.partner_id.commercial_partner_id.child_ids
-            lead_emails = {e for e in contacts.mapped("email_normalized") if e}
-            if lead.email_normalized:
-                lead_emails.add(lead.email_normalized)
+            # the record's own people; colleagues count through the company domain
+            lead_emails = {
+                e for e in (lead.partner_id.email_normalized, lead.email_normalized) if e
+            }
             candidates.append(
                 linking.Candidate(
                     model="crm.lead",
@@ -400,13 +400,12 @@ class PipemailThread(models.Model):
                 limit=50,
             )
             for project in projects:
-                contacts = project.partner_id | project.partner_id.commercial_partner_id.child_ids
                 candidates.append(
                     linking.Candidate(
                         model="project.project",
                         id=project.id,
                         name=project.name or "",
-                        partner_emails={e for e in contacts.mapped("email_normalized") if e},
+                        partner_emails={project.partner_id.email_normalized} - {False},
                         company_domain=_domain_of(project.partner_id.commercial_partner_id.email),
                         probability=50.0,
                         last_activity=project.write_date,
