@@ -25,6 +25,7 @@ from pipemail.errors import (
     ConfigError,
     ConnectionLost,
     PipemailError,
+    ProtocolError,
 )
 from pipemail.folders import FolderMap, discover
 from pipemail.imap import FetchedMessage, FolderMissing, ImapSession, Mailbox
@@ -261,7 +262,23 @@ def _move_writes(
     for target, group in by_target.items():
         uids = [w.location.uid for w in group]
         try:
-            copied = session.move(uids, target)
+            try:
+                copied = session.move(uids, target)
+            except ProtocolError as exc:
+                if "EXPUNGEISSUED" not in exc.detail.upper():
+                    raise
+                # Another client expunged some of these UIDs after our check, and the
+                # server refused the whole MOVE (Dovecot does). Those are stale; the
+                # others are moved once more.
+                present = session.fetch_identity(uids)
+                for write in group:
+                    if write.location.uid not in present:
+                        results[write.id] = stale(write, STALE_GONE)
+                group = [w for w in group if w.location.uid in present]
+                uids = [w.location.uid for w in group]
+                if not group:
+                    continue
+                copied = session.move(uids, target)
         except (ConnectionLost, AuthFailed):
             raise
         except CapabilityMissing as exc:
@@ -274,7 +291,12 @@ def _move_writes(
             continue
         for write in group:
             new = None
-            if copied is not None and write.location.uid in copied[1]:
+            if copied is not None:
+                if write.location.uid not in copied[1]:
+                    # COPYUID lists every UID this MOVE moved: this one was expunged by
+                    # someone else between our check and the MOVE. We changed nothing.
+                    results[write.id] = stale(write, STALE_GONE)
+                    continue
                 new = Location(target, copied[0], copied[1][write.location.uid])
             results[write.id] = done(write, new)
 
