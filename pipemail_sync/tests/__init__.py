@@ -1,1 +1,5 @@
 from . import test_visibility
+from . import test_sync
+from . import test_linking
+from . import test_inbox_views
+from . import test_rendering_xss
