@@ -167,6 +167,10 @@ class PipemailAccount(models.Model):
     )
     sync_lock_until = fields.Datetime(copy=False, readonly=True)
     locked_by = fields.Char(copy=False, readonly=True)
+    idle_owner = fields.Char(
+        copy=False, readonly=True, help="Server process holding the push watcher."
+    )
+    idle_until = fields.Datetime(copy=False, readonly=True)
     thread_count = fields.Integer(compute="_compute_thread_count")
     message_total = fields.Integer(string="Synced Emails", compute="_compute_thread_count")
 
@@ -289,6 +293,20 @@ class PipemailAccount(models.Model):
             )
         if vals.get("kind") == "team" or vals.get("member_ids"):
             raise AccessError(_("Only an email administrator can set up a team mailbox."))
+
+    def unlink(self):
+        # attachments hang off messages by res_model/res_id, which no cascade reaches
+        messages = (
+            self.env["pipemail.message"]
+            .sudo()
+            .with_context(active_test=False)
+            .search([("account_id", "in", self.ids)])
+        )
+        messages._unlink_attachments()
+        from .. import idle
+
+        idle.stop_watchers(self.env.cr.dbname, set(self.ids))
+        return super().unlink()
 
     def copy(self, default=None):
         raise UserError(_("A mailbox cannot be duplicated: connect it again instead."))
@@ -623,7 +641,7 @@ class PipemailAccount(models.Model):
         return f"{socket.gethostname()}:{os.getpid()}"
 
     @api.model
-    def _acquire_next(self):
+    def _acquire_next(self, ids=None, exclude=()):
         """Claim one due account for this worker, or return an empty recordset.
 
         ``FOR UPDATE SKIP LOCKED`` lets several workers (threads, processes, servers)
@@ -639,11 +657,16 @@ class PipemailAccount(models.Model):
                    AND state IN ('connected', 'syncing', 'error')
                    AND (next_attempt IS NULL OR next_attempt <= %(now)s)
                    AND (sync_lock_until IS NULL OR sync_lock_until < %(now)s)
+                   AND (%(all)s OR id = ANY(%(ids)s))
+                   AND NOT id = ANY(%(exclude)s)
                  ORDER BY last_attempt NULLS FIRST, id
                  LIMIT 1
                  FOR UPDATE SKIP LOCKED
                 """,
                 now=fields.Datetime.now(),
+                all=ids is None,
+                ids=list(ids or []),
+                exclude=list(exclude),
             )
         )
         row = self.env.cr.fetchone()
@@ -682,9 +705,9 @@ class PipemailAccount(models.Model):
         deadline = time.monotonic() + limit_seconds
         done = self.browse()
         while time.monotonic() < deadline:
-            account = self._acquire_next()
-            if not account or account in done:
-                self.env.cr.commit()  # release the row lock; nothing more to do
+            account = self._acquire_next(exclude=done.ids)
+            if not account:
+                self.env.cr.commit()  # end the transaction; nothing more to do
                 break
             # commit the lease so other workers see the account is taken
             self.env.cr.commit()
@@ -695,6 +718,9 @@ class PipemailAccount(models.Model):
                 account._release_lease()
                 # the lease release must be visible to other workers at once
                 self.env.cr.commit()
+        else:
+            # out of time with accounts maybe still due: run again soon, not in 2 minutes
+            self.env.ref("pipemail_sync.ir_cron_pipemail_sync")._trigger()
         return done
 
     def _sync(self, commit=False, stop=None):

@@ -93,6 +93,16 @@ class PipemailMessage(models.Model):
         for message in self:
             message.display_name = message.subject or message.email_from or ""
 
+    def unlink(self):
+        self._unlink_attachments()
+        return super().unlink()
+
+    def _unlink_attachments(self):
+        if self.ids:
+            self.env["ir.attachment"].sudo().search(
+                [("res_model", "=", self._name), ("res_id", "in", self.ids)]
+            ).unlink()
+
     # ------------------------------------------------------------------ actions
 
     def action_mark_read(self):

@@ -128,6 +128,12 @@ class PipemailThread(models.Model):
                 vals["label_ids"] = [(4, label.id) for label in labels - thread.label_ids]
             thread.write(vals)
 
+    def unlink(self):
+        self.env["pipemail.message"].sudo().search(
+            [("thread_id", "in", self.ids)]
+        )._unlink_attachments()
+        return super().unlink()
+
     # ------------------------------------------------------------------ access helpers
 
     def _check_can_change(self):

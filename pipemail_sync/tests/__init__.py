@@ -3,3 +3,4 @@ from . import test_sync
 from . import test_linking
 from . import test_inbox_views
 from . import test_rendering_xss
+from . import test_workers
