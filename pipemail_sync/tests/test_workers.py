@@ -8,7 +8,6 @@ create, and delete it again in ``finally`` blocks.
 import contextlib
 import logging
 import time
-
 from unittest.mock import patch
 
 from odoo import SUPERUSER_ID, api
