@@ -631,7 +631,7 @@ class PipemailAccount(models.Model):
         }
         account.sudo().write(vals)
         account._close_error_activities()
-        self.env["ir.cron"].sudo().env.ref("pipemail_sync.ir_cron_pipemail_sync")._trigger()
+        self.env.ref("pipemail_sync.ir_cron_pipemail_sync").sudo()._trigger()
         return {"account_id": account.id}
 
     # ------------------------------------------------------------------ sync (cron)
