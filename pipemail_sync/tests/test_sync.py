@@ -8,7 +8,10 @@ from odoo.tools import config
 
 from .common import PipemailDovecotCase, make_mail
 
-CORPUS = Path(os.environ.get("PIPEMAIL_CORPUS", "/work/shared/corpus"))
+# shared/ sits beside the checkout; PIPEMAIL_CORPUS overrides
+CORPUS = Path(
+    os.environ.get("PIPEMAIL_CORPUS") or Path(__file__).resolve().parents[3] / "shared" / "corpus"
+)
 
 
 @tagged("post_install", "-at_install")
