@@ -444,7 +444,13 @@ class OdooStore:
                         if rm.labels:
                             message.label_ids = [(4, self._label(n).id) for n in rm.labels]
                     else:
-                        message = self._create_message(rm)
+                        # an email sent from the CRM, back from the Sent folder: the
+                        # row made at send time gets the location (pipemail_outbox.py)
+                        message = Message._pipemail_match_sent(self.account, rm)
+                        if message:
+                            self._set_location(message, rm.location, rm.flags, rm.modseq)
+                        else:
+                            message = self._create_message(rm)
                         existing[rm.key] = message
                     touched |= message.thread_id
                     self.stored += 1
