@@ -343,6 +343,8 @@ class PipemailThread(models.Model):
         if operation != "read" or not self or self.env.su:
             return result
         remaining = self - result[0] if result else self
+        # new records (onchange) are checked through their origin when it is fetched
+        remaining = remaining.browse(id_ for id_ in remaining._ids if isinstance(id_, int))
         if not remaining:
             return result
         visible = self.with_context(active_test=False).search([("id", "in", remaining.ids)])
@@ -451,6 +453,8 @@ class PipemailMessage(models.Model):
         if operation != "read" or not self or self.env.su:
             return result
         remaining = self - result[0] if result else self
+        # new records (onchange) are checked through their origin when it is fetched
+        remaining = remaining.browse(id_ for id_ in remaining._ids if isinstance(id_, int))
         if not remaining:
             return result
         visible = self.with_context(active_test=False).search([("id", "in", remaining.ids)])

@@ -4,6 +4,7 @@ link wizard / suggestions link in one click."""
 
 from lxml import etree
 
+from odoo.exceptions import AccessError
 from odoo.tests import TransactionCase, tagged
 from odoo.tools.safe_eval import safe_eval
 
@@ -174,3 +175,15 @@ class TestInboxViews(PipemailWorldMixin, TransactionCase):
         self.assertFalse(
             self.env(user=self.outsider)["pipemail.thread"].search([("id", "=", thread.id)])
         )
+
+    def test_holder_edits_in_the_form(self):
+        """The reader's editable fields (visibility, labels) save and run onchange."""
+        thread = self.threads["p_shared"].with_user(self.owner)
+        spec = {"visibility": {}, "subject": {}, "label_ids": {}, "message_ids": {}}
+        result = thread.onchange({"visibility": "private"}, ["visibility"], spec)
+        self.assertNotIn("warning", result)
+        thread.web_save({"visibility": "private"}, {"visibility": {}})
+        self.assertEqual(thread.visibility, "private")
+        outsider_thread = self.threads["p_shared"].with_user(self.outsider)
+        with self.assertRaises(AccessError):
+            outsider_thread.read(["subject"])
