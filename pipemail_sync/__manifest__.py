@@ -28,6 +28,11 @@
         "wizards/pipemail_link_wizard_views.xml",
         "views/pipemail_menus.xml",
         "data/ir_cron.xml",
+        "security/pipemail_outbound_rules.xml",
+        "views/pipemail_tracking_views.xml",
+        "views/pipemail_outbox_views.xml",
+        "wizards/pipemail_compose_views.xml",
+        "data/pipemail_outbox_data.xml",
     ],
     "assets": {
         "web.assets_backend": [

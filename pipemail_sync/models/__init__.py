@@ -12,3 +12,6 @@ from . import crm_lead
 from . import project_project
 from . import res_partner
 from . import pipemail_visibility
+from . import res_users
+from . import pipemail_outbox
+from . import pipemail_tracking

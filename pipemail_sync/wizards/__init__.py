@@ -1,1 +1,2 @@
 from . import pipemail_link_wizard
+from . import pipemail_compose

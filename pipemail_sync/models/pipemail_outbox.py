@@ -1,0 +1,990 @@
+"""Outgoing emails: one row per email written in the CRM, from the click on Send until
+the mail server took it, and afterwards as the anchor of its tracking.
+
+A mail must never reach a recipient twice, so the row is a small state machine and
+every step that talks to a server is preceded by a durable note of what is about to
+happen:
+
+- ``queued``: the bytes are built and stored together with their Message-ID, before
+  any server sees them. A retry sends exactly these bytes, so the recipient's mail
+  client, the provider and our Sent-folder sync all recognise a repeat.
+- ``sending``: claimed by one worker (an UPDATE guarded by the state, committed
+  before connecting). A worker that dies here leaves the row in ``sending``; the
+  cron turns it into ``uncertain`` after a while instead of sending it again.
+- ``sent``: the server accepted it for every recipient it will ever accept.
+- ``retry``: the server said "later" (4xx, a connection that dropped before the end
+  of the data); tried again with growing waits, only for the recipients still owed.
+- ``failed``: the server refused (5xx), or something only a person can fix (password,
+  size, address); the error is kept in plain words, and Retry sends the same bytes.
+- ``uncertain``: the connection dropped after the whole message was handed over;
+  SMTP cannot tell whether it left. Not sent again by itself: the Sent-folder copy,
+  when it arrives, settles it; otherwise the user decides.
+
+MIME building, SMTP, tracking instrumentation and IMAP APPEND are the engine's; this
+model keeps the records and decides when to call it.
+"""
+
+import base64
+import json
+import logging
+import re
+from datetime import timedelta
+from email.utils import getaddresses
+
+from lxml import html as lxml_html
+from markupsafe import Markup
+
+from odoo import _, api, fields, models, modules
+from odoo.exceptions import UserError
+from odoo.tools import SQL
+
+from pipemail import errors as pm_errors
+from pipemail import html as pm_html
+from pipemail import mime as pm_mime
+from pipemail import outbound as pm_outbound
+from pipemail import smtp as pm_smtp
+from pipemail import threads as pm_threads
+from pipemail import tracking as pm_tracking
+from pipemail import writeback as pm_writeback
+from pipemail.text import normalize_subject
+from pipemail.types import Address
+
+from .pipemail_tracking import CLICK_PATH, PIXEL_PATH
+
+_logger = logging.getLogger(__name__)
+
+STATES = [
+    ("queued", "Queued"),
+    ("sending", "Sending"),
+    ("retry", "Waiting to Retry"),
+    ("sent", "Sent"),
+    ("failed", "Not Sent"),
+    ("uncertain", "Maybe Sent"),
+    ("cancelled", "Cancelled"),
+]
+MODES = [("new", "New"), ("reply", "Reply"), ("reply_all", "Reply All"), ("forward", "Forward")]
+SENT_COPY = [
+    ("provider", "Saved by the Provider"),
+    ("pending", "To Save"),
+    ("done", "Saved"),
+    ("failed", "Could Not Save"),
+]
+BACKOFF = (
+    timedelta(minutes=1),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=3),
+)
+MAX_ATTEMPTS = len(BACKOFF) + 1
+STALE_SENDING = timedelta(minutes=15)
+"""A claim older than this belongs to a worker that died mid-send."""
+MAX_COPY_ATTEMPTS = 5
+PROVIDERS_SAVING_SENT = ("gmail", "microsoft")
+"""Gmail and Microsoft 365 file what their SMTP sends in Sent themselves; an APPEND
+would make a second copy."""
+PROVIDER_NAMES = {"gmail": "Gmail", "microsoft": "Outlook"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def parse_addresses(env, text, strict=True):
+    """``[Address]`` from what a person typed in To/Cc/Bcc (commas, semicolons, names).
+
+    ``strict`` refuses anything that is not an address; otherwise (prefilling from
+    stored headers) such entries are skipped.
+    """
+    if strict and _CONTROL.search(text or ""):
+        raise UserError(
+            env._("An address field contains a line break or a control character; remove it.")
+        )
+    text = (text or "").replace(";", ",")
+    found = []
+    seen = set()
+    for name, email in getaddresses([text]):
+        email = (email or "").strip()
+        if not email:
+            continue
+        local, at, domain = email.rpartition("@")
+        if not at or not local or not domain or " " in email:
+            if not strict:
+                continue
+            raise UserError(env._("“%(address)s” is not a valid email address.", address=email))
+        key = email.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        found.append(Address(email=f"{local}@{domain.lower()}", name=(name or "").strip()))
+    return found
+
+
+def format_addresses(addresses):
+    return ", ".join(str(a) for a in addresses)
+
+
+def mark_fragment(html):
+    """``(html, direction)``: right-to-left paragraphs marked with ``dir``.
+
+    Stored bodies are fragments (the sanitizer drops ``<html>``/``<body>``), so a
+    right-to-left document keeps its direction on a wrapping ``<div dir="rtl">``.
+    """
+    root = pm_html.parse_document(html or "")
+    direction = pm_html.mark_direction_tree(root) or "ltr"
+    body = pm_html.body_of(root)
+    body.tag = "div"
+    out = lxml_html.tostring(body, encoding="unicode", method="html")
+    if not body.attrib and out.startswith("<div>") and out.endswith("</div>"):
+        out = out[len("<div>") : -len("</div>")]
+    return out, direction
+
+
+class PipemailOutbox(models.Model):
+    _name = "pipemail.outbox"
+    _description = "Outgoing Email"
+    _inherit = ["mail.thread"]
+    _order = "id desc"
+    _rec_name = "subject"
+
+    account_id = fields.Many2one(
+        "pipemail.account", string="From Mailbox", required=True, ondelete="cascade", index=True
+    )
+    user_id = fields.Many2one(
+        "res.users",
+        string="Written By",
+        required=True,
+        default=lambda self: self.env.user,
+        index=True,
+        ondelete="cascade",
+    )
+    company_id = fields.Many2one(related="account_id.company_id", store=True, index=True)
+    state = fields.Selection(
+        STATES, required=True, default="queued", index=True, copy=False, tracking=True
+    )
+    mode = fields.Selection(MODES, required=True, default="new")
+    thread_id = fields.Many2one("pipemail.thread", string="Conversation", ondelete="set null")
+    parent_message_id = fields.Many2one(
+        "pipemail.message", string="In Reply To", ondelete="set null"
+    )
+    sent_message_id = fields.Many2one(
+        "pipemail.message", string="Sent Email", ondelete="set null", readonly=True, copy=False
+    )
+    lead_id = fields.Many2one("crm.lead", string="Lead / Opportunity", ondelete="set null")
+    project_id = fields.Many2one("project.project", ondelete="set null")
+    partner_id = fields.Many2one("res.partner", string="Contact", ondelete="set null")
+    email_from = fields.Char(string="From", readonly=True)
+    email_to = fields.Char(string="To")
+    email_cc = fields.Char(string="Cc")
+    email_bcc = fields.Char(string="Bcc")
+    subject = fields.Char()
+    body_html = fields.Html(
+        string="Body", sanitize=True, sanitize_style=True, sanitize_overridable=False
+    )
+    text_direction = fields.Selection([("ltr", "Left to right"), ("rtl", "Right to left")])
+    attachment_ids = fields.Many2many(
+        "ir.attachment",
+        "pipemail_outbox_attachment_rel",
+        "outbox_id",
+        "attachment_id",
+        string="Attachments",
+    )
+    tracking = fields.Boolean(string="Track Opens and Clicks", readonly=True)
+    message_id_header = fields.Char(string="Message-ID", readonly=True, index=True, copy=False)
+    in_reply_to = fields.Char(string="In-Reply-To Header", readonly=True)
+    references = fields.Text(readonly=True)
+    raw_mime = fields.Binary(string="Message as Sent", attachment=True, readonly=True, copy=False)
+    size = fields.Integer(readonly=True, help="Encoded size in bytes.")
+    attempts = fields.Integer(readonly=True, copy=False)
+    next_attempt = fields.Datetime(readonly=True, copy=False, index=True)
+    sending_since = fields.Datetime(readonly=True, copy=False)
+    sent_date = fields.Datetime(readonly=True, copy=False)
+    last_error = fields.Text(string="Problem", readonly=True, copy=False)
+    error_code = fields.Char(readonly=True, copy=False)
+    smtp_code = fields.Integer(string="Server Reply Code", readonly=True, copy=False)
+    rcpt_pending = fields.Text(
+        readonly=True, copy=False, help="JSON list of recipients still owed."
+    )
+    rcpt_accepted = fields.Text(readonly=True, copy=False, help="JSON list of recipients done.")
+    rcpt_refused = fields.Text(
+        string="Refused Recipients", readonly=True, copy=False, help="Plain words, one per line."
+    )
+    sent_copy_state = fields.Selection(SENT_COPY, string="Sent Folder Copy", readonly=True)
+    sent_copy_attempts = fields.Integer(readonly=True, copy=False)
+    sent_copy_error = fields.Char(readonly=True, copy=False)
+    first_open_notified = fields.Datetime(readonly=True, copy=False)
+    link_ids = fields.One2many("pipemail.tracking.link", "outbox_id", string="Tracked Links")
+    event_ids = fields.One2many("pipemail.tracking.event", "outbox_id", string="Opens and Clicks")
+    open_count = fields.Integer(string="Opens", compute="_compute_tracking_stats")
+    click_count = fields.Integer(string="Clicks", compute="_compute_tracking_stats")
+    machine_count = fields.Integer(string="Machine Hits", compute="_compute_tracking_stats")
+    first_open = fields.Datetime(string="First Opened", compute="_compute_tracking_stats")
+    last_open = fields.Datetime(string="Last Opened", compute="_compute_tracking_stats")
+
+    # ------------------------------------------------------------------ tracking figures
+
+    def _pipemail_tracking_stats(self):
+        """``{outbox id: {opens, clicks, machine, first_open, last_open}}`` from the log."""
+        if not self.ids:
+            return {}
+        rows = (
+            self.env["pipemail.tracking.event"]
+            .sudo()
+            ._read_group(
+                [("outbox_id", "in", self.ids)],
+                ["outbox_id", "kind", "is_machine"],
+                ["__count", "ts:min", "ts:max"],
+            )
+        )
+        stats = {}
+        for outbox, kind, is_machine, count, first, last in rows:
+            row = stats.setdefault(outbox.id, {"opens": 0, "clicks": 0, "machine": 0})
+            if is_machine:
+                row["machine"] += count
+            elif kind == pm_tracking.KIND_OPEN:
+                row.update(opens=count, first_open=first, last_open=last)
+            else:
+                row["clicks"] = count
+        return stats
+
+    def _compute_tracking_stats(self):
+        stats = self._pipemail_tracking_stats()
+        for outbox in self:
+            row = stats.get(outbox.id, {})
+            outbox.open_count = row.get("opens", 0)
+            outbox.click_count = row.get("clicks", 0)
+            outbox.machine_count = row.get("machine", 0)
+            outbox.first_open = row.get("first_open", False)
+            outbox.last_open = row.get("last_open", False)
+
+    # ------------------------------------------------------------------ helpers
+
+    @api.model
+    def _pipemail_commit(self):
+        """Commit unless running tests (Odoo forbids commits inside a test)."""
+        if not modules.module.current_test:
+            self.env.cr.commit()
+
+    @api.model
+    def _pipemail_size_limit(self, account):
+        """``(limit in bytes, provider name)`` for an account's outgoing mail."""
+        if account.provider in PROVIDER_NAMES:
+            return pm_outbound.PROVIDER_LIMITS[account.provider], PROVIDER_NAMES[account.provider]
+        param = (
+            self.env["ir.config_parameter"].sudo().get_param("pipemail.imap_attachment_limit_mb")
+        )
+        try:
+            megabytes = int(param or 25)
+        except ValueError:
+            megabytes = 25
+        return max(1, megabytes) * pm_outbound.MB, _("Your mail server")
+
+    def _pipemail_sender(self):
+        account = self.account_id.sudo()
+        name = self.user_id.name if account.kind == "personal" else account.name
+        if (name or "").strip().lower() == (account.email or "").strip().lower():
+            name = ""
+        return Address(email=account.email.strip(), name=name or "")
+
+    def _pipemail_outgoing_attachments(self):
+        return [
+            pm_outbound.OutgoingAttachment(
+                name=att.name or "attachment",
+                mimetype=att.mimetype or "application/octet-stream",
+                content=att.raw or b"",
+            )
+            for att in self.attachment_ids.sudo()
+        ]
+
+    def _pipemail_raw(self):
+        """The stored bytes, exactly as built (Binary fields hold base64)."""
+        self.ensure_one()
+        return base64.b64decode(self.sudo().with_context(bin_size=False).raw_mime or b"")
+
+    def _pipemail_recipients(self):
+        return (
+            parse_addresses(self.env, self.email_to),
+            parse_addresses(self.env, self.email_cc),
+            parse_addresses(self.env, self.email_bcc),
+        )
+
+    # ------------------------------------------------------------------ build
+
+    def _pipemail_prepare(self):
+        """Build the message once: Message-ID, tracked HTML, bytes, recipients owed.
+
+        Raises UserError with the engine's plain words for anything a person must
+        fix (a line break in the subject, a bad address, too large). Tracking URLs
+        name this row, so it exists before the HTML is rewritten.
+        """
+        self.ensure_one()
+        if self.raw_mime:
+            return
+        account = self.account_id.sudo()
+        Event = self.env["pipemail.tracking.event"]
+        to, cc, bcc = self._pipemail_recipients()
+        html = str(self.body_html or "")
+        links = []
+        sent_html = html
+        if self.tracking:
+            base = Event._pipemail_base_url()
+            sent_html, links = pm_tracking.instrument_html(
+                html,
+                pixel_url=Event._pipemail_pixel_url(self.id),
+                link_url_for=lambda _url, index: Event._pipemail_click_url(self.id, index),
+                tracked_prefixes=[base + PIXEL_PATH, base + CLICK_PATH],
+            )
+        sender = self._pipemail_sender()
+        try:
+            message = pm_outbound.OutgoingMessage(
+                sender=sender,
+                to=to,
+                cc=cc,
+                bcc=bcc,
+                subject=self.subject or "",
+                html=sent_html,
+                # the text part keeps the plain links, not the tracking redirects
+                text=pm_html.html_to_text(html),
+                attachments=self._pipemail_outgoing_attachments(),
+                in_reply_to=self.in_reply_to or "",
+                references=(self.references or "").split(),
+                message_id=pm_outbound.make_message_id(sender.domain),
+            )
+            raw, message_id = pm_outbound.build_mime(message, domain=sender.domain)
+            limit, provider = self._pipemail_size_limit(account)
+            pm_outbound.check_size(len(raw), limit, provider)
+        except pm_errors.PipemailError as exc:
+            raise UserError(str(exc))
+        self.env["pipemail.tracking.link"].sudo().create(
+            [{"outbox_id": self.id, "link_index": index, "url": url} for index, url in links]
+        )
+        self.sudo().write(
+            {
+                "raw_mime": base64.b64encode(raw),
+                "size": len(raw),
+                "message_id_header": message_id,
+                "email_from": str(sender),
+                "rcpt_pending": json.dumps(message.recipients),
+                "rcpt_accepted": json.dumps([]),
+                "state": "queued",
+                "next_attempt": False,
+                "sent_copy_state": "provider"
+                if account.provider in PROVIDERS_SAVING_SENT
+                else "pending",
+            }
+        )
+
+    # ------------------------------------------------------------------ send
+
+    def _pipemail_claim(self):
+        """Take this row for one attempt; ``False`` if someone else has it or it is done."""
+        self.ensure_one()
+        self.flush_recordset()
+        self.env.cr.execute(
+            SQL(
+                "UPDATE pipemail_outbox SET state = 'sending', sending_since = %s,"
+                " attempts = COALESCE(attempts, 0) + 1"
+                " WHERE id = %s AND state IN ('queued', 'retry') RETURNING id",
+                fields.Datetime.now(),
+                self.id,
+            )
+        )
+        claimed = bool(self.env.cr.fetchone())
+        self.invalidate_recordset(["state", "sending_since", "attempts"])
+        return claimed
+
+    def _pipemail_send_one(self):
+        """One attempt. Returns the new state. Never raises for mail problems."""
+        self.ensure_one()
+        if not self.raw_mime or not self._pipemail_claim():
+            return self.state
+        # the claim must be durable before the server sees the message: a crash from
+        # here on leaves "sending", which becomes "uncertain", never a second send
+        self._pipemail_commit()
+        outbox = self.sudo()
+        account = outbox.account_id
+        try:
+            config = account._pipemail_config()
+            if config.smtp is None:
+                raise pm_errors.ConfigError(
+                    _("This mailbox has no outgoing (SMTP) server set up yet.")
+                )
+            result = pm_smtp.send_with_retry(
+                config.smtp,
+                config.auth,
+                account.email,
+                json.loads(outbox.rcpt_pending or "[]"),
+                outbox._pipemail_raw(),
+                attempts=1,
+            )
+        except UserError as exc:
+            outbox._pipemail_failed(pm_errors.ConfigError(exc.args[0]))
+        except pm_smtp.RecipientsRefused as exc:
+            outbox._pipemail_note_refusals(exc.refused)
+            pending = [a for a, r in exc.refused.items() if r.temporary]
+            if pending:
+                outbox._pipemail_retry_later(exc, pending)
+            elif outbox._pipemail_accepted():
+                outbox._pipemail_done()
+            else:
+                outbox._pipemail_failed(exc)
+        except (pm_errors.SendFailed, pm_errors.ConnectFailed, pm_errors.ConnectionLost) as exc:
+            if getattr(exc, "temporary", True):
+                outbox._pipemail_retry_later(exc, json.loads(outbox.rcpt_pending or "[]"))
+            else:
+                outbox._pipemail_failed(exc)
+        except pm_errors.PipemailError as exc:
+            # sign-in, certificate, host refused, size announced by the server,
+            # unencrypted sign-in: a person has to change something first
+            outbox._pipemail_failed(exc)
+        else:
+            outbox._pipemail_delivered(result)
+        # the outcome is remembered before anything else can fail
+        self._pipemail_commit()
+        if outbox.sent_message_id and outbox.sent_copy_state == "pending":
+            outbox._pipemail_save_sent_copy()
+            self._pipemail_commit()
+        return outbox.state
+
+    def _pipemail_accepted(self):
+        return json.loads(self.rcpt_accepted or "[]")
+
+    def _pipemail_note_refusals(self, refused):
+        lines = [line for line in (self.rcpt_refused or "").splitlines() if line]
+        for address, refusal in refused.items():
+            if refusal.temporary:
+                continue
+            lines.append(
+                _(
+                    "%(address)s: refused by the mail server (%(code)s: %(text)s)",
+                    address=address,
+                    code=refusal.code,
+                    text=refusal.message,
+                )
+            )
+        self.rcpt_refused = "\n".join(dict.fromkeys(lines)) or False
+
+    def _pipemail_log_error(self, exc):
+        _logger.info(
+            "pipemail: outgoing email %s (%s): %s %s",
+            self.id,
+            getattr(exc, "code", "error"),
+            exc,
+            getattr(exc, "detail", ""),
+        )
+
+    def _pipemail_retry_later(self, exc, pending):
+        self._pipemail_log_error(exc)
+        if self.attempts >= MAX_ATTEMPTS:
+            self._pipemail_failed(
+                exc,
+                prefix=_("Gave up after %(count)s tries.", count=self.attempts),
+                pending=pending,
+            )
+            return
+        wait = BACKOFF[min(self.attempts, len(BACKOFF)) - 1]
+        self.write(
+            {
+                "state": "retry",
+                "rcpt_pending": json.dumps(pending),
+                "next_attempt": fields.Datetime.now() + wait,
+                "last_error": str(exc),
+                "error_code": getattr(exc, "code", "error"),
+                "smtp_code": getattr(exc, "smtp_code", 0) or 0,
+                "sending_since": False,
+            }
+        )
+
+    def _pipemail_failed(self, exc, prefix=None, pending=None):
+        self._pipemail_log_error(exc)
+        message = str(exc) if not prefix else f"{prefix} {exc}"
+        vals = {
+            "state": "failed",
+            "last_error": message,
+            "error_code": getattr(exc, "code", "error"),
+            "smtp_code": getattr(exc, "smtp_code", 0) or 0,
+            "next_attempt": False,
+            "sending_since": False,
+        }
+        if pending is not None:
+            vals["rcpt_pending"] = json.dumps(pending)
+        if self._pipemail_accepted():
+            # some recipients have it: the email exists, only those owed are missing
+            vals["state"] = "sent"
+            vals["rcpt_refused"] = "\n".join(
+                filter(None, [self.rcpt_refused, _("Not delivered: %(why)s", why=message)])
+            )
+        self.write(vals)
+
+    def _pipemail_delivered(self, result):
+        accepted = list(dict.fromkeys([*self._pipemail_accepted(), *result.accepted]))
+        self._pipemail_note_refusals(result.refused)
+        pending = [a for a, r in result.refused.items() if r.temporary]
+        vals = {
+            "rcpt_accepted": json.dumps(accepted),
+            "rcpt_pending": json.dumps(pending),
+            "sending_since": False,
+            "last_error": False,
+            "error_code": False,
+            "smtp_code": result.code or 0,
+        }
+        if not self.sent_date:
+            vals["sent_date"] = fields.Datetime.now()
+        self.write(vals)
+        if not self.sent_message_id:
+            self._pipemail_create_sent_message()
+        if result.ambiguous:
+            self.write(
+                {
+                    "state": "uncertain",
+                    "last_error": _(
+                        "The connection to the mail server dropped right after the email was "
+                        "handed over, so it may or may not have left. It will not be sent "
+                        "again by itself: when its copy shows up in your Sent folder it is "
+                        "marked sent; otherwise you can send it again."
+                    ),
+                }
+            )
+        elif pending:
+            self._pipemail_retry_later(
+                pm_errors.SendFailed(
+                    _("Some recipients will be tried again later: %(who)s", who=", ".join(pending)),
+                    temporary=True,
+                ),
+                pending,
+            )
+        else:
+            self._pipemail_done()
+
+    def _pipemail_done(self):
+        self.write({"state": "sent", "next_attempt": False, "sending_since": False})
+
+    # ------------------------------------------------------------------ the sent email
+
+    def _pipemail_new_thread(self, parsed):
+        account = self.account_id.sudo()
+        visibility = account.default_visibility
+        if account.kind == "personal" and visibility == "team":
+            visibility = "private"
+        return (
+            self.env["pipemail.thread"]
+            .sudo()
+            .create(
+                {
+                    "account_id": account.id,
+                    "thread_key": pm_threads.new_thread_key(parsed),
+                    "subject": self.subject or False,
+                    "normalized_subject": normalize_subject(self.subject or "") or False,
+                    "visibility": visibility,
+                }
+            )
+        )
+
+    def _pipemail_create_sent_message(self):
+        """The email as sent, in its conversation at once, keyed like the sync keys it.
+
+        Its Message-ID is filed under the conversation, so replies join it by their
+        headers, and the Sent-folder copy is matched to it (see
+        ``pipemail.message._pipemail_match_sent``) instead of becoming a second row.
+        """
+        self.ensure_one()
+        outbox = self.sudo()
+        account = outbox.account_id
+        parsed = pm_mime.parse_message(outbox._pipemail_raw(), keep_attachment_content=False)
+        thread = outbox.thread_id
+        new_thread = not thread
+        if new_thread:
+            thread = outbox._pipemail_new_thread(parsed)
+        to, cc, _bcc = outbox._pipemail_recipients()
+        sender = outbox._pipemail_sender()
+        emails = list(dict.fromkeys(a.email.lower() for a in [sender, *to, *cc]))
+        Partner = self.env["res.partner"].sudo()
+        partners = Partner.search(
+            [
+                ("email_normalized", "in", emails),
+                ("company_id", "in", [False, account.company_id.id]),
+            ]
+        )
+        author = partners.filtered(lambda p: p.email_normalized == sender.email.lower())[:1]
+        body_text = pm_html.html_to_text(str(outbox.body_html or ""))
+        message = (
+            self.env["pipemail.message"]
+            .sudo()
+            .create(
+                {
+                    "thread_id": thread.id,
+                    "account_id": account.id,
+                    "key": pm_mime.message_key(parsed),
+                    # the parser's spelling, as the sync stores them (no brackets)
+                    "message_id_header": parsed.message_id or False,
+                    "in_reply_to": parsed.in_reply_to or False,
+                    "references": " ".join(parsed.references) or False,
+                    "subject": outbox.subject or False,
+                    "email_from": str(sender),
+                    "email_to": format_addresses(to) or False,
+                    "email_cc": format_addresses(cc) or False,
+                    "participant_emails": ",".join(emails),
+                    "author_partner_id": (author or outbox.user_id.partner_id).id,
+                    "partner_ids": [(6, 0, (partners - author).ids)],
+                    "date": outbox.sent_date or fields.Datetime.now(),
+                    "body_html": outbox.body_html,
+                    "body_text": body_text or False,
+                    "snippet": " ".join(body_text.split())[:200] or False,
+                    "text_direction": outbox.text_direction or False,
+                    "is_read": True,
+                    "direction": "out",
+                    "has_attachments": bool(outbox.attachment_ids),
+                    "size": outbox.size,
+                    "pipemail_outbox_id": outbox.id,
+                }
+            )
+        )
+        for attachment in outbox.attachment_ids:
+            attachment.copy({"res_model": "pipemail.message", "res_id": message.id})
+        ids = [parsed.message_id, *parsed.references, parsed.in_reply_to]
+        ids = [i for i in dict.fromkeys(ids) if i]
+        self.env.cr.execute(
+            SQL(
+                "INSERT INTO pipemail_thread_ref (thread_id, account_id, name)"
+                " SELECT %s, %s, unnest(%s::varchar[])"
+                " ON CONFLICT (account_id, name) DO NOTHING",
+                thread.id,
+                account.id,
+                ids,
+            )
+        )
+        thread._refresh_from_messages()
+        if not thread.active:
+            thread.active = True
+        outbox.write({"thread_id": thread.id, "sent_message_id": message.id})
+        if new_thread:
+            outbox._pipemail_link_new_thread(thread)
+        return message
+
+    def _pipemail_link_new_thread(self, thread):
+        """A new conversation written from a record belongs to that record."""
+        if self.lead_id:
+            thread._action_link(
+                self.lead_id, mode="manual", reason=_("Written from this lead or opportunity")
+            )
+        elif self.project_id:
+            thread._action_link(
+                self.project_id, mode="manual", reason=_("Written from this project")
+            )
+        else:
+            thread._autolink()
+
+    def _pipemail_save_sent_copy(self):
+        """APPEND the sent bytes to Sent, for servers that do not keep what SMTP sent."""
+        self.ensure_one()
+        outbox = self.sudo()
+        account = outbox.account_id
+        folder = account.folder_ids.filtered(lambda f: f.role == "sent")[:1]
+        try:
+            location = pm_writeback.append_sent(
+                account._pipemail_config(), outbox._pipemail_raw(), folder.name or None
+            )
+        except (pm_errors.PipemailError, UserError) as exc:
+            attempts = outbox.sent_copy_attempts + 1
+            _logger.info("pipemail: saving sent copy of %s failed: %s", outbox.id, exc)
+            outbox.write(
+                {
+                    "sent_copy_attempts": attempts,
+                    "sent_copy_state": "failed" if attempts >= MAX_COPY_ATTEMPTS else "pending",
+                    "sent_copy_error": str(exc.args[0] if isinstance(exc, UserError) else exc)[
+                        :250
+                    ],
+                }
+            )
+            return False
+        if location is not None and outbox.sent_message_id:
+            Folder = self.env["pipemail.folder"].sudo()
+            record = Folder.search(
+                [("account_id", "=", account.id), ("name", "=", location.folder)], limit=1
+            ) or Folder.create(
+                {"account_id": account.id, "name": location.folder, "role": "sent", "sync": True}
+            )
+            Location = self.env["pipemail.message.location"].sudo()
+            if not Location.search_count(
+                [
+                    ("folder_id", "=", record.id),
+                    ("uidvalidity", "=", location.uidvalidity),
+                    ("uid", "=", location.uid),
+                ]
+            ):
+                Location.create(
+                    {
+                        "message_id": outbox.sent_message_id.id,
+                        "folder_id": record.id,
+                        "uidvalidity": location.uidvalidity,
+                        "uid": location.uid,
+                        "flags": "\\Seen",
+                    }
+                )
+        outbox.write({"sent_copy_state": "done", "sent_copy_error": False})
+        return True
+
+    # ------------------------------------------------------------------ first open
+
+    def _pipemail_first_open(self, event):
+        """Tell the sender about the first human open: once, whatever the concurrency.
+
+        The UPDATE ... WHERE first_open_notified IS NULL is the lock: of two workers
+        recording two opens at once, one gets the row, the other nothing.
+        """
+        self.ensure_one()
+        self.env.cr.execute(
+            SQL(
+                "UPDATE pipemail_outbox SET first_open_notified = %s"
+                " WHERE id = %s AND first_open_notified IS NULL RETURNING id",
+                event.ts,
+                self.id,
+            )
+        )
+        if not self.env.cr.fetchone():
+            return False
+        self.invalidate_recordset(["first_open_notified"])
+        outbox = self.sudo()
+        subject = outbox.subject or _("(no subject)")
+        outbox.user_id._bus_send(
+            "simple_notification",
+            {
+                "title": _("Email opened"),
+                "message": _("“%(subject)s” was opened.", subject=subject),
+                "type": "info",
+                "sticky": False,
+            },
+        )
+        outbox.with_context(mail_notify_force_send=False).message_notify(
+            partner_ids=outbox.user_id.partner_id.ids,
+            author_id=self.env.ref("base.partner_root").id,
+            subject=_("Opened: %(subject)s", subject=subject),
+            body=outbox._pipemail_first_open_body(event),
+        )
+        return True
+
+    def _pipemail_first_open_body(self, event):
+        """The inbox notification's text; every value escaped by Markup's ``%``."""
+        return Markup("<p>%s</p><p class='text-muted small'>%s</p>") % (
+            _(
+                "%(who)s opened your email “%(subject)s”.",
+                who=self.email_to or self.email_cc or self.email_bcc or "",
+                subject=self.subject or _("(no subject)"),
+            ),
+            _("First opened %(when)s (UTC).", when=fields.Datetime.to_string(event.ts)),
+        )
+
+    # ------------------------------------------------------------------ buttons
+
+    def action_retry(self):
+        """Send a failed email again now: the same bytes, the same Message-ID."""
+        self.ensure_one()
+        self.check_access("write")
+        return self._action_retry()
+
+    def _action_retry(self):
+        outbox = self.sudo()
+        if outbox.state not in ("failed", "retry"):
+            raise UserError(_("Only an email that was not sent can be retried."))
+        if not json.loads(outbox.rcpt_pending or "[]"):
+            to, cc, bcc = outbox._pipemail_recipients()
+            done = set(outbox._pipemail_accepted())
+            owed = [a.email for a in [*to, *cc, *bcc] if a.email not in done]
+            outbox.rcpt_pending = json.dumps(list(dict.fromkeys(owed)))
+        outbox.write({"state": "queued", "next_attempt": False})
+        outbox._pipemail_send_one()
+        return outbox._pipemail_result_action()
+
+    def action_send_anyway(self):
+        """An uncertain email, sent again on the user's word (it may arrive twice)."""
+        self.ensure_one()
+        self.check_access("write")
+        outbox = self.sudo()
+        if outbox.state != "uncertain":
+            raise UserError(_("Only an email that may not have been sent can be sent again."))
+        outbox.write({"state": "queued", "next_attempt": False})
+        outbox._pipemail_send_one()
+        return outbox._pipemail_result_action()
+
+    def action_mark_sent(self):
+        self.ensure_one()
+        self.check_access("write")
+        if self.state != "uncertain":
+            raise UserError(_("Only an email that may not have been sent can be marked as sent."))
+        self.sudo()._pipemail_done()
+        return True
+
+    def action_cancel(self):
+        self.check_access("write")
+        for outbox in self.sudo():
+            if outbox.state not in ("queued", "retry", "failed"):
+                raise UserError(_("An email that was sent or is being sent cannot be cancelled."))
+        self.sudo().write({"state": "cancelled", "next_attempt": False})
+        return True
+
+    def action_open_thread(self):
+        self.ensure_one()
+        self.check_access("read")
+        if not self.thread_id:
+            raise UserError(_("This email is not in a conversation yet."))
+        return {
+            "type": "ir.actions.act_window",
+            "res_model": "pipemail.thread",
+            "res_id": self.thread_id.id,
+            "view_mode": "form",
+            "target": "current",
+        }
+
+    def _pipemail_result_action(self):
+        """What the user sees after Send: a notification, then the composer closes."""
+        self.ensure_one()
+        outbox = self.sudo()
+        close = {"type": "ir.actions.act_window_close"}
+        if outbox.state == "sent":
+            title, kind = _("Email sent"), "success"
+            message = outbox.rcpt_refused or _("Sent from %(box)s.", box=outbox.email_from)
+        elif outbox.state == "retry":
+            title, kind = _("Not sent yet"), "warning"
+            message = _(
+                "%(error)s It is kept in your Outbox and will be tried again at %(when)s (UTC).",
+                error=outbox.last_error or "",
+                when=fields.Datetime.to_string(outbox.next_attempt),
+            )
+        elif outbox.state == "uncertain":
+            title, kind = _("Maybe not sent"), "warning"
+            message = outbox.last_error
+        else:
+            title, kind = _("Not sent"), "danger"
+            message = _(
+                "%(error)s It is kept in your Outbox: fix the problem and press Retry.",
+                error=outbox.last_error or "",
+            )
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": title,
+                "message": message,
+                "type": kind,
+                "sticky": kind != "success",
+                "next": close,
+            },
+        }
+
+    # ------------------------------------------------------------------ cron
+
+    @api.model
+    def _cron_send_outbox(self, limit=50):
+        """Retry what is due, settle stale claims, save pending Sent copies."""
+        now = fields.Datetime.now()
+        self.env.flush_all()  # the SELECT below reads the table directly
+        stale = self.sudo().search(
+            [("state", "=", "sending"), ("sending_since", "<", now - STALE_SENDING)]
+        )
+        for outbox in stale:
+            outbox.write(
+                {
+                    "state": "uncertain",
+                    "last_error": _(
+                        "Sending was interrupted (the server running it stopped), so the email "
+                        "may or may not have left. It is not sent again by itself."
+                    ),
+                    "sending_since": False,
+                }
+            )
+        self._pipemail_commit()
+        self.env.cr.execute(
+            SQL(
+                "SELECT id FROM pipemail_outbox WHERE state IN ('queued', 'retry')"
+                " AND (next_attempt IS NULL OR next_attempt <= %s)"
+                " ORDER BY next_attempt NULLS FIRST, id LIMIT %s FOR UPDATE SKIP LOCKED",
+                now,
+                limit,
+            )
+        )
+        due = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
+        for outbox in due:
+            outbox._pipemail_send_one()
+        copies = self.sudo().search(
+            [("sent_copy_state", "=", "pending"), ("sent_message_id", "!=", False)], limit=limit
+        )
+        for outbox in copies:
+            outbox._pipemail_save_sent_copy()
+            self._pipemail_commit()
+        return due
+
+
+class PipemailMessage(models.Model):
+    """The link from a sent email to its outbox row, and the Sent-folder reconciliation."""
+
+    _inherit = "pipemail.message"
+
+    pipemail_outbox_id = fields.Many2one(
+        "pipemail.outbox", string="Outbox Item", readonly=True, index="btree_not_null", copy=False
+    )
+
+    @api.model
+    def _pipemail_match_sent(self, account, remote):
+        """Our own sent email coming back through sync (the Sent-folder copy).
+
+        Called by the store for a message whose key it does not know. The provider's
+        copy often differs in bytes from what we sent (Gmail and Microsoft add
+        headers, Gmail keys by X-GM-MSGID), so its key differs too; its Message-ID
+        does not. The email we recorded at send time gains the server location and
+        the server's key, instead of a second row being created. Only a message with
+        no location yet (or this very location) matches: a second, different email
+        reusing the Message-ID is still stored on its own.
+        """
+        parsed = remote.parsed
+        if not parsed.message_id or parsed.message_id_synthesized:
+            return self.browse()
+        candidates = self.sudo().search(
+            [
+                ("account_id", "=", account.id),
+                ("message_id_header", "=", parsed.message_id),
+                ("direction", "=", "out"),
+                ("pipemail_outbox_id", "!=", False),
+            ],
+            limit=5,
+        )
+        loc = remote.location
+        for message in candidates:
+            locations = message.location_ids
+            same_place = any(
+                place.folder_id.name == loc.folder
+                and place.uidvalidity == loc.uidvalidity
+                and place.uid == loc.uid
+                for place in locations
+            )
+            if locations and not same_place:
+                continue
+            vals = {"removed": False}
+            if message.key != remote.key and not self.sudo().search_count(
+                [("account_id", "=", account.id), ("key", "=", remote.key)]
+            ):
+                vals["key"] = remote.key
+            message.write(vals)
+            thread = message.thread_id
+            gm_key = f"gmt:{remote.gm_thrid}" if remote.gm_thrid else None
+            if (
+                gm_key
+                and thread.thread_key != gm_key
+                and not self.env["pipemail.thread"]
+                .sudo()
+                .with_context(active_test=False)
+                .search_count([("account_id", "=", account.id), ("thread_key", "=", gm_key)])
+            ):
+                # later Gmail mail of this conversation is threaded by X-GM-THRID
+                thread.thread_key = gm_key
+            return message
+        return self.browse()
+
+
+class PipemailMessageLocation(models.Model):
+    _inherit = "pipemail.message.location"
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        """A sent email whose outcome was unknown (connection lost after the data) is
+        settled by its copy showing up on the server: it was sent."""
+        locations = super().create(vals_list)
+        outboxes = locations.sudo().message_id.pipemail_outbox_id
+        outboxes.filtered(lambda o: o.state == "uncertain")._pipemail_done()
+        return locations

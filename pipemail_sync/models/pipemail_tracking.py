@@ -1,0 +1,378 @@
+"""Open and click tracking of the emails sent from the CRM.
+
+The token format, the HTML rewriting, the redirect checks and the machine/person
+labelling are the engine's (:mod:`pipemail.tracking`); this file keeps what needs the
+database: the signing secret (derived from ``database.secret`` with
+``odoo.tools.misc.hmac``, so it never sits in a table of its own and a restored copy
+of another database cannot forge tokens for this one), the stored link targets, and
+the append-only event log the counts are read from.
+
+The public routes (``controllers/tracking.py``) call one method,
+:meth:`PipemailTrackingEvent._pipemail_track`, which answers the same way for every
+token it cannot use: the caller learns nothing from a miss, and no row moves.
+"""
+
+import hashlib
+import hmac as std_hmac
+import logging
+from datetime import timedelta
+
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError
+from odoo.tools import misc
+
+from pipemail import tracking as pm_tracking
+
+_logger = logging.getLogger(__name__)
+
+TOKEN_SCOPE = "pipemail.tracking"
+PIXEL_PATH = "/pipemail/t/o/"
+CLICK_PATH = "/pipemail/t/c/"
+RECENT_WINDOW = timedelta(seconds=10)
+"""How far back earlier hits are read to spot bursts (the engine's windows are
+2 and 5 seconds; a little margin for clock steps between workers)."""
+KINDS = [(pm_tracking.KIND_OPEN, "Opened"), (pm_tracking.KIND_CLICK, "Clicked")]
+
+
+def _truncate(value, size):
+    value = value or ""
+    return value if len(value) <= size else value[: size - 1] + "…"
+
+
+class PipemailTrackingLink(models.Model):
+    """The target of one rewritten link of one sent email, stored at send time.
+
+    The click endpoint redirects only to these rows (looked up by the signed
+    message and link index), never to a URL taken from the request.
+    """
+
+    _name = "pipemail.tracking.link"
+    _description = "Tracked Link of a Sent Email"
+    _order = "outbox_id, link_index"
+    _log_access = False
+
+    outbox_id = fields.Many2one("pipemail.outbox", required=True, ondelete="cascade", index=True)
+    link_index = fields.Integer(required=True)
+    url = fields.Char(required=True)
+    click_count = fields.Integer(compute="_compute_click_count")
+
+    _sql_constraints = [
+        ("link_uniq", "UNIQUE(outbox_id, link_index)", "One target per link of an email."),
+    ]
+
+    def _compute_click_count(self):
+        rows = (
+            self.env["pipemail.tracking.event"]
+            .sudo()
+            ._read_group(
+                [
+                    ("outbox_id", "in", self.outbox_id.ids),
+                    ("kind", "=", pm_tracking.KIND_CLICK),
+                    ("is_machine", "=", False),
+                ],
+                ["outbox_id", "link_index"],
+                ["__count"],
+            )
+        )
+        counts = {(outbox.id, index): count for outbox, index, count in rows}
+        for link in self:
+            link.click_count = counts.get((link.outbox_id.id, link.link_index), 0)
+
+
+class PipemailTrackingEvent(models.Model):
+    """One hit on a pixel or a tracked link. Append-only: never changed, never merged.
+
+    Machine hits (image proxies, scanners, instant or burst hits, the sender's own
+    session) are kept and labelled with the reason; counts leave them out.
+    """
+
+    _name = "pipemail.tracking.event"
+    _description = "Email Open or Click"
+    _order = "ts desc, id desc"
+    _log_access = False
+
+    outbox_id = fields.Many2one(
+        "pipemail.outbox", required=True, ondelete="cascade", index=True, readonly=True
+    )
+    kind = fields.Selection(KINDS, required=True, readonly=True)
+    link_index = fields.Integer(readonly=True)
+    url = fields.Char(readonly=True, help="The link that was followed (clicks).")
+    ts = fields.Datetime(string="When", required=True, readonly=True, index=True)
+    user_agent = fields.Char(readonly=True)
+    ip_hash = fields.Char(
+        string="Address Fingerprint",
+        readonly=True,
+        help="A keyed hash of the visitor's IP address: tells repeat visits apart "
+        "without keeping the address.",
+    )
+    is_machine = fields.Boolean(string="Machine", readonly=True)
+    machine_reason = fields.Char(string="Why Machine", readonly=True)
+
+    # ------------------------------------------------------------------ append-only
+
+    def write(self, vals):
+        raise AccessError(_("Email opens and clicks are a log: they cannot be changed."))
+
+    def unlink(self):
+        if not self.env.su:
+            raise AccessError(_("Email opens and clicks are a log: they cannot be deleted."))
+        return super().unlink()
+
+    # ------------------------------------------------------------------ tokens
+
+    @api.model
+    def _pipemail_secret(self):
+        """Signing key of tracking tokens: HMAC of a fixed label under database.secret."""
+        return misc.hmac(self.env(su=True), TOKEN_SCOPE, "token-key-v1").encode()
+
+    @api.model
+    def _pipemail_sign(self, kind, ref):
+        return pm_tracking.sign(self._pipemail_secret(), kind, ref.ident)
+
+    @api.model
+    def _pipemail_verify(self, kind, token):
+        """The :class:`~pipemail.tracking.TrackingRef` in ``token``, or ``None``.
+
+        The one token check of the public routes: HMAC-SHA256 compared in constant
+        time (``hmac.compare_digest``, which ``odoo.tools.consteq`` is), kind-separated
+        so that a pixel token is no click token.
+        """
+        ident = pm_tracking.verify(self._pipemail_secret(), kind, token)
+        return pm_tracking.TrackingRef.parse(ident) if ident else None
+
+    @api.model
+    def _pipemail_base_url(self):
+        return self.env["ir.config_parameter"].sudo().get_param("web.base.url", "").rstrip("/")
+
+    @api.model
+    def _pipemail_pixel_url(self, outbox_id):
+        ref = pm_tracking.TrackingRef(message=outbox_id)
+        token = self._pipemail_sign(pm_tracking.KIND_OPEN, ref)
+        return f"{self._pipemail_base_url()}{PIXEL_PATH}{token}.gif"
+
+    @api.model
+    def _pipemail_click_url(self, outbox_id, index):
+        ref = pm_tracking.TrackingRef(message=outbox_id, link=index)
+        token = self._pipemail_sign(pm_tracking.KIND_CLICK, ref)
+        return f"{self._pipemail_base_url()}{CLICK_PATH}{token}"
+
+    @api.model
+    def _pipemail_ip_hash(self, ip):
+        if not ip:
+            return False
+        digest = std_hmac.new(self._pipemail_secret(), ip.encode(), hashlib.sha256).hexdigest()
+        return digest[:16]
+
+    # ------------------------------------------------------------------ the public entry point
+
+    @api.model
+    def _pipemail_track(self, kind, token, *, method, user_agent, ip, session_uid):
+        """Record one hit; return the redirect target for a usable click, else ``None``.
+
+        Everything a caller can influence is checked before any row is read: the
+        token's signature, its kind, then the email it names. A HEAD request is
+        answered like a GET but records nothing (scanners probe with HEAD; nothing
+        about a HEAD may change what the sender sees).
+        """
+        ref = self._pipemail_verify(kind, token)
+        if ref is None or (kind == pm_tracking.KIND_CLICK) != (ref.link is not None):
+            return None
+        # narrow sudo: a signed token names one email; the visitor is anonymous
+        outbox_sudo = self.env["pipemail.outbox"].sudo().browse(ref.message).exists()
+        if not outbox_sudo or not outbox_sudo.tracking or not outbox_sudo.sent_date:
+            return None
+        target = None
+        if kind == pm_tracking.KIND_CLICK:
+            link_sudo = (
+                self.env["pipemail.tracking.link"]
+                .sudo()
+                .search(
+                    [("outbox_id", "=", outbox_sudo.id), ("link_index", "=", ref.link)], limit=1
+                )
+            )
+            target = pm_tracking.safe_redirect_target(link_sudo.url) if link_sudo else None
+            if not target:
+                return None
+        if (method or "GET").upper() != "HEAD":
+            self.sudo()._pipemail_record(
+                outbox_sudo,
+                kind,
+                link=ref.link,
+                url=target,
+                method=method,
+                user_agent=user_agent,
+                ip=ip,
+                sender_session=bool(session_uid) and session_uid == outbox_sudo.user_id.id,
+            )
+        return target or True
+
+    def _pipemail_record(self, outbox, kind, *, link, url, method, user_agent, ip, sender_session):
+        """Insert the event, labelled; tell the sender about the first human open."""
+        now = fields.Datetime.now()
+        recent = self.search_read(
+            [("outbox_id", "=", outbox.id), ("ts", ">=", now - RECENT_WINDOW)],
+            ["ts", "kind", "link_index"],
+            limit=50,
+        )
+        earlier = [
+            pm_tracking.TrackingEvent(at=r["ts"], kind=r["kind"], link=r["link_index"])
+            for r in recent
+        ]
+        classify = (
+            pm_tracking.classify_open
+            if kind == pm_tracking.KIND_OPEN
+            else pm_tracking.classify_click
+        )
+        extra = {"link": link} if kind == pm_tracking.KIND_CLICK else {}
+        is_machine, reason = classify(
+            user_agent or "",
+            ip or "",
+            outbox.sent_date,
+            now,
+            method or "GET",
+            sender_session,
+            earlier,
+            **extra,
+        )
+        event = self.create(
+            {
+                "outbox_id": outbox.id,
+                "kind": kind,
+                "link_index": link if link is not None else False,
+                "url": url or False,
+                "ts": now,
+                "user_agent": _truncate(user_agent, 300) or False,
+                "ip_hash": self._pipemail_ip_hash(ip),
+                "is_machine": is_machine,
+                "machine_reason": reason or False,
+            }
+        )
+        if kind == pm_tracking.KIND_OPEN and not is_machine:
+            outbox._pipemail_first_open(event)
+        return event
+
+
+class PipemailMessage(models.Model):
+    """Tracking figures of a sent email, read from the event log (human hits only)."""
+
+    _inherit = "pipemail.message"
+
+    pipemail_tracked = fields.Boolean(
+        string="Tracked", related="pipemail_outbox_id.tracking", readonly=True
+    )
+    pipemail_open_count = fields.Integer(
+        string="Opens", compute="_compute_pipemail_tracking", search="_search_pipemail_open_count"
+    )
+    pipemail_click_count = fields.Integer(
+        string="Clicks",
+        compute="_compute_pipemail_tracking",
+        search="_search_pipemail_click_count",
+    )
+    pipemail_machine_count = fields.Integer(
+        string="Machine Hits",
+        compute="_compute_pipemail_tracking",
+        help="Opens and clicks by image proxies, security scanners and the like; not "
+        "counted as opened or clicked.",
+    )
+    pipemail_first_open = fields.Datetime(
+        string="First Opened", compute="_compute_pipemail_tracking"
+    )
+    pipemail_last_open = fields.Datetime(string="Last Opened", compute="_compute_pipemail_tracking")
+    pipemail_tracking_summary = fields.Char(string="Tracking", compute="_compute_pipemail_tracking")
+
+    @api.depends("pipemail_outbox_id")
+    def _compute_pipemail_tracking(self):
+        stats = self.pipemail_outbox_id._pipemail_tracking_stats()
+        for message in self:
+            row = stats.get(message.pipemail_outbox_id.id, {})
+            message.pipemail_open_count = row.get("opens", 0)
+            message.pipemail_click_count = row.get("clicks", 0)
+            message.pipemail_machine_count = row.get("machine", 0)
+            message.pipemail_first_open = row.get("first_open", False)
+            message.pipemail_last_open = row.get("last_open", False)
+            message.pipemail_tracking_summary = self._pipemail_summary(
+                message.pipemail_outbox_id.tracking, row
+            )
+
+    @api.model
+    def _pipemail_summary(self, tracked, row):
+        if not tracked:
+            return False
+        if not row.get("opens"):
+            return _("Not opened yet")
+        last = fields.Datetime.to_string(row["last_open"]) if row.get("last_open") else ""
+        return _(
+            "Opened %(opens)s× (last %(last)s), %(clicks)s click(s)",
+            opens=row["opens"],
+            last=last,
+            clicks=row.get("clicks", 0),
+        )
+
+    def _search_pipemail_count(self, kind, operator, value):
+        if operator not in (">", ">=", "=", "!=") or not isinstance(value, int):
+            raise NotImplementedError(_("Only 'more than' or 'none' searches are supported."))
+        Outbox = self.env["pipemail.outbox"].sudo()
+        with_hits = Outbox._search(
+            [("event_ids", "any", [("kind", "=", kind), ("is_machine", "=", False)])]
+        )
+        positive = (
+            (operator == ">" and value >= 0)
+            or (operator == ">=" and value >= 1)
+            or (operator == "!=" and value == 0)
+        )
+        if positive:
+            return [("pipemail_outbox_id", "in", with_hits)]
+        if operator == "=" and value == 0:
+            return [("pipemail_outbox_id", "not in", with_hits)]
+        raise NotImplementedError(_("Only 'more than' or 'none' searches are supported."))
+
+    def _search_pipemail_open_count(self, operator, value):
+        return self._search_pipemail_count(pm_tracking.KIND_OPEN, operator, value)
+
+    def _search_pipemail_click_count(self, operator, value):
+        return self._search_pipemail_count(pm_tracking.KIND_CLICK, operator, value)
+
+
+class PipemailThread(models.Model):
+    """The conversation's figures: its sent emails' human opens and clicks."""
+
+    _inherit = "pipemail.thread"
+
+    pipemail_tracked = fields.Boolean(string="Tracked", compute="_compute_pipemail_tracking")
+    pipemail_open_count = fields.Integer(
+        string="Opens", compute="_compute_pipemail_tracking", search="_search_pipemail_open_count"
+    )
+    pipemail_click_count = fields.Integer(
+        string="Clicks",
+        compute="_compute_pipemail_tracking",
+        search="_search_pipemail_click_count",
+    )
+    pipemail_last_open = fields.Datetime(string="Last Opened", compute="_compute_pipemail_tracking")
+    pipemail_first_open = fields.Datetime(
+        string="First Opened", compute="_compute_pipemail_tracking"
+    )
+
+    def _compute_pipemail_tracking(self):
+        Outbox = self.env["pipemail.outbox"].sudo()
+        outboxes = Outbox.search([("thread_id", "in", self.ids), ("sent_date", "!=", False)])
+        stats = outboxes._pipemail_tracking_stats()
+        by_thread = {}
+        for outbox in outboxes:
+            by_thread.setdefault(outbox.thread_id.id, []).append(outbox)
+        for thread in self:
+            rows = [(o, stats.get(o.id, {})) for o in by_thread.get(thread.id, [])]
+            firsts = [r["first_open"] for _o, r in rows if r.get("first_open")]
+            lasts = [r["last_open"] for _o, r in rows if r.get("last_open")]
+            thread.pipemail_tracked = any(o.tracking for o, _r in rows)
+            thread.pipemail_open_count = sum(r.get("opens", 0) for _o, r in rows)
+            thread.pipemail_click_count = sum(r.get("clicks", 0) for _o, r in rows)
+            thread.pipemail_first_open = min(firsts) if firsts else False
+            thread.pipemail_last_open = max(lasts) if lasts else False
+
+    def _search_pipemail_open_count(self, operator, value):
+        domain = self.env["pipemail.message"]._search_pipemail_open_count(operator, value)
+        return [("message_ids", "any", domain)]
+
+    def _search_pipemail_click_count(self, operator, value):
+        domain = self.env["pipemail.message"]._search_pipemail_click_count(operator, value)
+        return [("message_ids", "any", domain)]

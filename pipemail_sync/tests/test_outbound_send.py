@@ -1,0 +1,562 @@
+"""Sending from the CRM through the mailbox's own SMTP, checked at the receiving end.
+
+What arrives at the aiosmtpd sink is read byte for byte (headers, alternatives,
+attachments, rewritten links, pixel); the Sent folder is a real Dovecot, and the sync
+that reads it back must recognise the sent email instead of storing it twice.
+"""
+
+import base64
+import re
+from datetime import timedelta
+from unittest.mock import patch
+
+from odoo import fields
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import Form, new_test_user, tagged
+
+from ..models import pipemail_outbox as outbox_module
+from .common import make_mail
+from .outbound_common import PipemailOutboundCase, html_part, parse, text_part
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundSend(PipemailOutboundCase):
+    # ------------------------------------------------------------------ a new email
+
+    def test_new_email_from_lead_with_template_as_received(self):
+        lead = self.env["crm.lead"].create(
+            {
+                "name": "Forty chairs",
+                "type": "opportunity",
+                "partner_id": self.customer.id,
+                "user_id": self.sender.id,
+            }
+        )
+        template = self.env["mail.template"].create(
+            {
+                "name": "Offer",
+                "model_id": self.env.ref("crm.model_crm_lead").id,
+                "subject": "Offer for {{ object.name }}",
+                "body_html": "<p>Dear <t t-out='object.partner_id.name'/>,</p>"
+                '<p>See <a href="https://shop.example.com/offer?x=1&amp;y=2">the offer</a>, '
+                '<a href="mailto:help@ourco.example">mail us</a>, '
+                '<a href="tel:+3212345678">call</a> or <a href="#terms">the terms</a>.</p>',
+                "attachment_ids": [
+                    (
+                        0,
+                        0,
+                        {
+                            "name": "Conditions générales.pdf",
+                            "raw": b"%PDF-1.4 conditions",
+                            "mimetype": "application/pdf",
+                        },
+                    )
+                ],
+            }
+        )
+        composer = Form(self.compose(res_model="crm.lead", res_id=lead.id))
+        self.assertEqual(composer.email_to, "Carla Customer <carla@customer.example>")
+        self.assertEqual(composer.account_id, self.account)
+        self.assertTrue(composer.tracking, "the sender's preference is on by default")
+        self.assertIn("ACME Sales", str(composer.body), "the user's signature")
+        composer.template_id = template
+        self.assertEqual(composer.subject, "Offer for Forty chairs")
+        self.assertIn("Dear Carla Customer", str(composer.body))
+        self.assertIn("ACME Sales", str(composer.body))
+        wizard = composer.save()
+        upload = (
+            self.env["ir.attachment"]
+            .with_user(self.sender)
+            .create(
+                {
+                    "name": "Maße & Preise.xlsx",
+                    "raw": b"sheet" * 100,
+                    "res_model": "pipemail.compose",
+                    "res_id": 0,
+                    "mimetype": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                }
+            )
+        )
+        wizard.attachment_ids = [(4, upload.id)]
+        action = wizard.action_send()
+        self.assertEqual(action["params"]["type"], "success", action["params"]["message"])
+        outbox = wizard.outbox_id.sudo()
+        self.assertEqual(outbox.state, "sent")
+
+        [received] = self.received(1)
+        self.assertEqual(received.rcpt_tos, ["carla@customer.example"])
+        self.assertEqual(received.mail_from, "sam@ourco.example")
+        self.assertEqual(received.auth_user, self.login.name)
+        message = parse(received.data)
+        self.assertEqual(str(message["From"]), "Sam Sender <sam@ourco.example>")
+        self.assertEqual(str(message["To"]), "Carla Customer <carla@customer.example>")
+        self.assertEqual(str(message["Subject"]), "Offer for Forty chairs")
+        self.assertEqual(message["Message-ID"], outbox.message_id_header)
+        self.assertRegex(outbox.message_id_header, r"^<[0-9a-f]{32}@ourco\.example>$")
+        self.assertEqual(message.get_content_type(), "multipart/mixed")
+        alternative = message.get_payload()[0]
+        self.assertEqual(alternative.get_content_type(), "multipart/alternative")
+        self.assertEqual(
+            [p.get_content_type() for p in alternative.get_payload()], ["text/plain", "text/html"]
+        )
+        files = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
+        self.assertEqual(
+            files,
+            {
+                "Conditions générales.pdf": b"%PDF-1.4 conditions",
+                "Maße & Preise.xlsx": b"sheet" * 100,
+            },
+        )
+        self.assertNotIn("générales".encode(), received.data, "non-ASCII names are encoded")
+
+        html = html_part(message)
+        self.assertIn('href="mailto:help@ourco.example"', html)
+        self.assertIn('href="tel:+3212345678"', html)
+        self.assertIn('href="#terms"', html)
+        self.assertNotIn("shop.example.com", html, "the http link goes through the redirect")
+        tracked = re.findall(r'href="(http://crm\.example\.com/pipemail/t/c/[^"]+)"', html)
+        self.assertEqual(len(tracked), 1)
+        pixels = re.findall(
+            r'<img[^>]+src="(http://crm\.example\.com/pipemail/t/o/[^"]+\.gif)"', html
+        )
+        self.assertEqual(len(pixels), 1)
+        self.assertEqual(outbox.link_ids.mapped("url"), ["https://shop.example.com/offer?x=1&y=2"])
+        text = text_part(message)
+        self.assertIn("https://shop.example.com/offer?x=1&y=2", text, "plain link in the text")
+        self.assertNotIn("/pipemail/t/", text)
+        self.assertIn("Sam Sender — ACME Sales", text)
+
+        # in its conversation at once, linked to the lead, without the tracking bits
+        sent = outbox.sent_message_id
+        self.assertEqual(sent.direction, "out")
+        self.assertEqual(sent.message_id_header, outbox.message_id_header.strip("<>"))
+        self.assertEqual(sent.thread_id.lead_id, lead)
+        self.assertEqual(sent.thread_id.link_mode, "manual")
+        self.assertNotIn("/pipemail/t/", sent.body_html)
+        self.assertEqual(
+            sorted(sent.attachment_ids.mapped("name")),
+            ["Conditions générales.pdf", "Maße & Preise.xlsx"],
+        )
+        self.assertEqual(lead.with_user(self.sender).pipemail_thread_count, 1)
+
+        # the server keeps no copy of what SMTP sent: one APPEND to Sent, located
+        self.assertEqual(outbox.sent_copy_state, "done")
+        self.assertEqual(self.sent_folder_copies(outbox.message_id_header), 1)
+        self.assertEqual(sent.location_ids.folder_id.role, "sent")
+
+        # the next sync sees that copy and stores nothing twice
+        self.sync(self.account)
+        same = self.env["pipemail.message"].search(
+            [
+                ("account_id", "=", self.account.id),
+                ("message_id_header", "=", sent.message_id_header),
+            ]
+        )
+        self.assertEqual(same, sent)
+        self.assertEqual(len(sent.location_ids), 1)
+
+    def test_plain_text_alternative_and_no_tracking(self):
+        wizard_model = self.compose()
+        outbox, _action = self.send(
+            wizard_model,
+            email_to="carla@customer.example",
+            subject="No tracking",
+            body="<p>Visit <a href='https://ourco.example/x'>us</a></p>",
+            tracking=False,
+        )
+        [received] = self.received(1)
+        message = parse(received.data)
+        self.assertEqual(message.get_content_type(), "multipart/alternative")
+        html = html_part(message)
+        self.assertIn('href="https://ourco.example/x"', html)
+        self.assertNotIn("/pipemail/t/", html)
+        self.assertIn("https://ourco.example/x", text_part(message))
+        self.assertFalse(outbox.link_ids)
+
+    # ------------------------------------------------------------------ replies
+
+    def test_reply_threading_headers_and_one_conversation(self):
+        login = self.login
+        self.deliver(
+            login,
+            make_mail(
+                subject="Quote for 40 chairs",
+                sender="Bob Buyer <bob@acme.example>",
+                to="sam@ourco.example",
+                cc="Alice <alice@acme.example>, sam@ourco.example",
+                message_id="<q1@acme.example>",
+                in_reply_to="<root@acme.example>",
+                references="<root@acme.example>",
+            ),
+        )
+        self.sync(self.account)
+        thread = self.threads(self.account).filtered(lambda t: t.subject == "Quote for 40 chairs")
+        self.assertEqual(len(thread), 1)
+
+        reply_all = Form(self.compose(thread_id=thread.id, mode="reply_all"))
+        self.assertEqual(reply_all.email_to, "Bob Buyer <bob@acme.example>")
+        self.assertEqual(reply_all.email_cc, "Alice <alice@acme.example>", "never ourselves")
+        self.assertEqual(reply_all.subject, "Re: Quote for 40 chairs")
+        reply_all.body = "<p>Thanks, here it is.</p>" + str(reply_all.quote_html)
+        wizard = reply_all.save()
+        wizard.action_send()
+        outbox = wizard.outbox_id.sudo()
+        [received] = self.received(1)
+        message = parse(received.data)
+        self.assertEqual(message["In-Reply-To"], "<q1@acme.example>")
+        self.assertEqual(message["References"], "<root@acme.example> <q1@acme.example>")
+        self.assertEqual(sorted(received.rcpt_tos), ["alice@acme.example", "bob@acme.example"])
+        self.assertIn("Bob Buyer", text_part(message), "the quoted email")
+        self.assertEqual(outbox.sent_message_id.thread_id, thread)
+        self.assertEqual(thread.message_count, 2)
+
+        # the Sent copy and an answer to our reply: still one conversation, no duplicate
+        self.deliver(
+            login,
+            make_mail(
+                subject="Re: Quote for 40 chairs",
+                sender="Bob Buyer <bob@acme.example>",
+                to="sam@ourco.example",
+                message_id="<q2@acme.example>",
+                in_reply_to=outbox.message_id_header,
+                references=f"<root@acme.example> <q1@acme.example> {outbox.message_id_header}",
+            ),
+        )
+        self.sync(self.account)
+        thread.invalidate_recordset()
+        self.assertEqual(thread.message_count, 3)
+        self.assertEqual(
+            len(self.threads(self.account).filtered(lambda t: "40 chairs" in (t.subject or ""))), 1
+        )
+
+    def test_forward_keeps_files_and_thread(self):
+        self.deliver(
+            self.login,
+            make_mail(
+                subject="Signed order",
+                message_id="<o1@acme.example>",
+                to="sam@ourco.example",
+                attachments=[("order.pdf", b"%PDF order", "application/pdf")],
+            ),
+        )
+        self.sync(self.account)
+        thread = self.threads(self.account).filtered(lambda t: t.subject == "Signed order")
+        forward = Form(self.compose(thread_id=thread.id, mode="forward"))
+        self.assertEqual(forward.subject, "Fwd: Signed order")
+        self.assertFalse(forward.email_to)
+        forward.email_to = "Finance <finance@ourco.example>"
+        wizard = forward.save()
+        self.assertEqual(wizard.attachment_ids.mapped("name"), ["order.pdf"])
+        wizard.action_send()
+        [received] = self.received(1)
+        message = parse(received.data)
+        self.assertEqual(str(message["Subject"]), "Fwd: Signed order")
+        self.assertEqual(message["In-Reply-To"], "<o1@acme.example>")
+        [attachment] = list(message.iter_attachments())
+        self.assertEqual(attachment.get_filename(), "order.pdf")
+        self.assertEqual(attachment.get_content(), b"%PDF order")
+        self.assertIn("Forwarded message", text_part(message))
+
+    # ------------------------------------------------------------------ Sent reconciliation
+
+    def test_provider_sent_copy_is_recognised(self):
+        """Gmail and Microsoft file the sent mail themselves, with other bytes (headers
+        added, another key): the sync must attach it to the email we recorded."""
+        with patch.object(outbox_module, "PROVIDERS_SAVING_SENT", ("imap",)):
+            outbox, _action = self.send(
+                self.compose(),
+                email_to="carla@customer.example",
+                subject="Provider copy",
+                body="<p>Hello</p>",
+            )
+        self.assertEqual(outbox.sent_copy_state, "provider")
+        self.assertEqual(self.sent_folder_copies(outbox.message_id_header), 0)
+        [received] = self.received(1)
+        provider_copy = (
+            b"X-Received: by 2002:a05:6000:1:b0:1 with SMTP id x; Mon, 1 Jan 2024\r\n"
+            + received.data.replace(b"\r\n\r\n", b"\r\nX-Provider: yes\r\n\r\n", 1)
+        )
+        self.deliver(self.login, provider_copy, folder="Sent", flags=["\\Seen"])
+        sent = outbox.sent_message_id
+        old_key = sent.key
+        self.sync(self.account)
+        same = self.env["pipemail.message"].search(
+            [
+                ("account_id", "=", self.account.id),
+                ("message_id_header", "=", sent.message_id_header),
+            ]
+        )
+        self.assertEqual(same, sent, "one row for the sent email")
+        self.assertEqual(sent.location_ids.folder_id.role, "sent")
+        self.assertNotEqual(sent.key, old_key, "the server copy's key, for its next sighting")
+        self.assertEqual(sent.direction, "out")
+        self.sync(self.account)
+        self.assertEqual(len(sent.location_ids), 1)
+
+    def test_uncertain_send_settled_by_sent_copy(self):
+        with patch.object(outbox_module, "PROVIDERS_SAVING_SENT", ("imap",)):
+            outbox, _action = self.send(
+                self.compose(), email_to="carla@customer.example", subject="Maybe", body="<p>x</p>"
+            )
+        outbox.state = "uncertain"
+        [received] = self.received(1)
+        self.deliver(self.login, received.data, folder="Sent", flags=["\\Seen"])
+        self.sync(self.account)
+        self.assertEqual(outbox.state, "sent")
+        self.assertEqual(len(outbox.sent_message_id.location_ids), 1)
+
+    # ------------------------------------------------------------------ limits and checks
+
+    def test_size_limit_refused_before_sending(self):
+        self.env["ir.config_parameter"].sudo().set_param("pipemail.imap_attachment_limit_mb", "1")
+        big = (
+            self.env["ir.attachment"]
+            .with_user(self.sender)
+            .create(
+                {"name": "big.bin", "raw": b"x" * (900 * 1024), "res_model": "pipemail.compose"}
+            )
+        )
+        wizard = self.compose().create(
+            {
+                "email_to": "carla@customer.example",
+                "subject": "Too big",
+                "body": "<p>file</p>",
+                "attachment_ids": [(6, 0, big.ids)],
+            }
+        )
+        self.assertTrue(wizard.size_exceeded)
+        self.assertIn("of 1 MB", wizard.size_info)
+        with self.assertRaisesRegex(UserError, r"1\.\d MB; Your mail server accepts at most 1 MB"):
+            wizard.action_send()
+        self.assertFalse(self.env["pipemail.outbox"].sudo().search([("subject", "=", "Too big")]))
+        self.assertEqual(self.sink.attempts, 0)
+        # the providers' own limits
+        Outbox = self.env["pipemail.outbox"]
+        gmail = self.account.new({"provider": "gmail"})
+        outlook = self.account.new({"provider": "microsoft"})
+        self.assertEqual(Outbox._pipemail_size_limit(gmail), (25 * 1024 * 1024, "Gmail"))
+        self.assertEqual(Outbox._pipemail_size_limit(outlook), (20 * 1024 * 1024, "Outlook"))
+
+    def test_header_injection_refused(self):
+        for field, value in (
+            ("subject", "Hi\r\nBcc: everyone@evil.example"),
+            ("email_to", "carla@customer.example\r\nBcc: x@evil.example"),
+        ):
+            wizard = self.compose().create(
+                {"email_to": "carla@customer.example", "subject": "ok", "body": "<p>x</p>"}
+            )
+            wizard[field] = value
+            with self.assertRaises(UserError):
+                wizard.action_send()
+        self.assertEqual(self.sink.attempts, 0)
+
+    def test_right_to_left_marked_in_sent_html(self):
+        outbox, _action = self.send(
+            self.compose(),
+            email_to="carla@customer.example",
+            subject="سلام",
+            body="<p>مرحبا، كيف حالك؟ الطلب جاهز للشحن.</p><p>Order 1234 is ready</p>",
+        )
+        [received] = self.received(1)
+        html = html_part(parse(received.data))
+        self.assertRegex(html, r'<html[^>]*dir="rtl"')
+        self.assertRegex(html, r'<body[^>]*dir="rtl"')
+        self.assertRegex(html, r'<p dir="ltr">Order 1234 is ready</p>')
+        self.assertEqual(str(parse(received.data)["Subject"]), "سلام")
+        self.assertEqual(outbox.sent_message_id.text_direction, "rtl")
+        self.assertIn('dir="rtl"', outbox.sent_message_id.body_html)
+
+    def test_team_mailbox_members_only(self):
+        member = new_test_user(
+            self.env, "pm_member", groups="sales_team.group_sale_salesman", email="m@ourco.example"
+        )
+        outsider = new_test_user(
+            self.env, "pm_out", groups="sales_team.group_sale_salesman", email="o@ourco.example"
+        )
+        team = self.env["pipemail.account"].create(
+            {
+                "name": "Sales team",
+                "email": "sales@ourco.example",
+                "kind": "team",
+                "user_id": self.sender.id,
+                "member_ids": [(6, 0, member.ids)],
+                "imap_host": "127.0.0.1",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": self.sink.port,
+                "smtp_security": "none",
+            }
+        )
+        wizard = self.compose(user=member).create({"email_to": "a@b.example"})
+        self.assertEqual(wizard.allowed_account_ids, team)
+        self.assertEqual(wizard.account_id, team)
+        self.assertEqual(
+            self.compose().create({}).allowed_account_ids, self.account | team, "owner too"
+        )
+        with self.assertRaises(UserError):
+            self.compose(user=outsider).create({})
+        wizard = self.compose(user=member).create(
+            {"email_to": "a@b.example", "subject": "s", "account_id": self.account.id}
+        )
+        with self.assertRaisesRegex(AccessError, "cannot send from this mailbox"):
+            wizard.action_send()
+        self.assertEqual(self.sink.attempts, 0)
+
+    # ------------------------------------------------------------------ SMTP failures
+
+    def test_4xx_retried_with_backoff_delivered_once(self):
+        self.sink.fail_next(451)
+        outbox, action = self.send(
+            self.compose(), email_to="carla@customer.example", subject="Later", body="<p>x</p>"
+        )
+        self.assertEqual(outbox.state, "retry")
+        self.assertEqual(action["params"]["type"], "warning")
+        self.assertIn("asked to try again later (451", outbox.last_error)
+        self.assertIn("Outbox", action["params"]["message"])
+        self.assertTrue(outbox.next_attempt > fields.Datetime.now())
+        self.assertEqual(self.sink.messages, [])
+        self.assertEqual(self.sink.rejections[0].message_id, outbox.message_id_header)
+        self.assertFalse(outbox.sent_message_id, "nothing in the thread before it left")
+
+        # not due yet: the cron leaves it alone
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(self.sink.attempts, 1)
+        outbox.next_attempt = fields.Datetime.now() - timedelta(seconds=1)
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(outbox.state, "sent")
+        self.assertTrue(outbox.sent_message_id)
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(self.sink.message_ids(), {outbox.message_id_header: 1})
+        self.assertEqual(outbox.attempts, 2)
+
+    def test_4xx_gives_up_after_the_last_try(self):
+        self.sink.fail_next(421, n=outbox_module.MAX_ATTEMPTS)
+        outbox, _action = self.send(
+            self.compose(), email_to="carla@customer.example", subject="Busy", body="<p>x</p>"
+        )
+        waits = []
+        for _i in range(outbox_module.MAX_ATTEMPTS - 1):
+            self.assertEqual(outbox.state, "retry")
+            waits.append(outbox.next_attempt - fields.Datetime.now())
+            outbox.next_attempt = fields.Datetime.now() - timedelta(seconds=1)
+            self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(outbox.state, "failed")
+        self.assertIn("Gave up after 6 tries", outbox.last_error)
+        self.assertEqual(waits, sorted(waits), "growing waits")
+        self.assertEqual(self.sink.messages, [])
+
+    def test_5xx_reported_in_plain_words_then_retried_by_hand(self):
+        self.sink.fail_next(550)
+        outbox, action = self.send(
+            self.compose(), email_to="carla@customer.example", subject="Refused", body="<p>x</p>"
+        )
+        self.assertEqual(outbox.state, "failed")
+        self.assertEqual(action["params"]["type"], "danger")
+        self.assertIn("The mail server refused the email (550", outbox.last_error)
+        self.assertEqual(outbox.smtp_code, 550)
+        outbox.next_attempt = False
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(self.sink.attempts, 1, "a 5xx is never retried by itself")
+        message_id = outbox.message_id_header
+        outbox.with_user(self.sender).action_retry()
+        self.assertEqual(outbox.state, "sent")
+        self.assertEqual(self.sink.message_ids(), {message_id: 1}, "same bytes, same id")
+
+    def test_recipient_refused_4xx_retried_for_that_recipient_only(self):
+        self.sink.fail_recipient("dora@customer.example", 451)
+        outbox, _action = self.send(
+            self.compose(),
+            email_to="carla@customer.example, dora@customer.example",
+            subject="Two",
+            body="<p>x</p>",
+        )
+        self.assertEqual(outbox.state, "retry")
+        self.assertTrue(outbox.sent_message_id, "it left for Carla: in the thread already")
+        self.sink.clear_faults()
+        outbox.next_attempt = fields.Datetime.now() - timedelta(seconds=1)
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(outbox.state, "sent")
+        envelopes = [m.rcpt_tos for m in self.sink.messages]
+        self.assertEqual(envelopes, [["carla@customer.example"], ["dora@customer.example"]])
+        self.assertEqual(self.sink.message_ids(), {outbox.message_id_header: 2})
+
+    def test_recipient_refused_5xx_reported_others_delivered(self):
+        self.sink.fail_recipient("nobody@customer.example", 550)
+        outbox, action = self.send(
+            self.compose(),
+            email_to="carla@customer.example, nobody@customer.example",
+            subject="One bad",
+            body="<p>x</p>",
+        )
+        self.assertEqual(outbox.state, "sent")
+        self.assertIn(
+            "nobody@customer.example: refused by the mail server (550", outbox.rcpt_refused
+        )
+        self.assertIn("nobody@customer.example", action["params"]["message"])
+        self.assertEqual([m.rcpt_tos for m in self.sink.messages], [["carla@customer.example"]])
+
+    def test_never_sent_twice(self):
+        wizard = self.compose().create(
+            {"email_to": "carla@customer.example", "subject": "Once", "body": "<p>x</p>"}
+        )
+        wizard.action_send()
+        wizard.action_send()  # the same click replayed (request retried after a conflict)
+        outbox = wizard.outbox_id.sudo()
+        outbox._pipemail_send_one()  # a late worker
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(self.sink.message_ids(), {outbox.message_id_header: 1})
+
+        # a worker died while sending: the row is not sent again, it becomes uncertain
+        stuck, _action = self.send(
+            self.compose(), email_to="carla@customer.example", subject="Stuck", body="<p>x</p>"
+        )
+        stuck.write(
+            {
+                "state": "sending",
+                "sending_since": fields.Datetime.now() - timedelta(hours=1),
+            }
+        )
+        self.sink.clear()
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(stuck.state, "uncertain")
+        self.assertIn("may or may not have left", stuck.last_error)
+        self.assertEqual(self.sink.attempts, 0)
+
+    def test_bulk_sends_with_injected_faults_deliver_each_once(self):
+        """RELIABILITY 21 through the addon: 4xx retried, 5xx reported, no duplicate."""
+        self.sink.fail_rate(p4xx=0.1, p5xx=0.05, seed=7)
+        outboxes = self.env["pipemail.outbox"]
+        for i in range(40):
+            outbox, _action = self.send(
+                self.compose(),
+                email_to=f"r{i}@customer.example",
+                subject=f"Bulk {i}",
+                body="<p>x</p>",
+                tracking=False,
+            )
+            outboxes |= outbox
+        for _round in range(outbox_module.MAX_ATTEMPTS):
+            outboxes.filtered(lambda o: o.state == "retry").write(
+                {"next_attempt": fields.Datetime.now() - timedelta(seconds=1)}
+            )
+            self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(self.sink.duplicates(), {})
+        failed = outboxes.filtered(lambda o: o.state == "failed")
+        sent = outboxes.filtered(lambda o: o.state == "sent")
+        self.assertEqual(len(failed) + len(sent), 40)
+        self.assertEqual(
+            {m.message_id for m in self.sink.messages}, set(sent.mapped("message_id_header"))
+        )
+        rejected_5xx = {r.message_id for r in self.sink.rejections if r.code >= 500}
+        self.assertEqual(set(failed.mapped("message_id_header")), rejected_5xx)
+        self.assertTrue(all("(550" in o.last_error for o in failed))
+
+    def test_raw_kept_for_retry(self):
+        self.sink.fail_next(451)
+        outbox, _action = self.send(
+            self.compose(), email_to="carla@customer.example", subject="Raw", body="<p>x</p>"
+        )
+        raw = base64.b64decode(outbox.with_context(bin_size=False).raw_mime)
+        self.assertIn(outbox.message_id_header.encode(), raw)
+        outbox.next_attempt = fields.Datetime.now() - timedelta(seconds=1)
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(self.received(1)[0].data.rstrip(b"\r\n"), raw.rstrip(b"\r\n"))
