@@ -6,3 +6,4 @@ from . import test_rendering_xss
 from . import test_workers
 from . import test_oauth
 from . import test_outbound_send
+from . import test_tracking_controllers
