@@ -479,6 +479,7 @@ class ResPartner(models.Model):
         "pipemail.thread",
         string="Emails",
         compute="_compute_pipemail_thread_ids",
+        groups="pipemail_sync.group_pipemail_user",
         help="The most recent conversations with this contact (or this company's contacts) "
         "that you may see.",
     )
