@@ -12,8 +12,10 @@ demo mailbox from the command line, and exits with status 2.
 
 from __future__ import annotations
 
+import ast
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -96,39 +98,11 @@ DEMO_SHELL = r"""
 import sys
 sys.path.insert(0, {tools!r})
 import mailgen
-env["ir.config_parameter"].sudo().set_param("pipemail.allow_private_hosts", "True")
-admin = env.ref("base.user_admin")
-admin.write({{"email": {owner!r}, "name": "Demo Salesperson"}})
-Partner = env["res.partner"]
-companies = {{}}
-for contact in mailgen.contacts(7):
-    if contact.company not in companies:
-        companies[contact.company] = Partner.search([("name", "=", contact.company)], limit=1) or \
-            Partner.create({{"name": contact.company, "is_company": True,
-                             "website": "https://" + contact.email.split("@")[1]}})
-    if not Partner.search([("email", "=", contact.email)], limit=1):
-        Partner.create({{"name": contact.name, "email": contact.email,
-                         "parent_id": companies[contact.company].id}})
-Lead = env["crm.lead"]
-for company in list(companies.values())[:4]:
-    if not Lead.search([("partner_id", "child_of", company.id)], limit=1):
-        contact = company.child_ids[:1]
-        Lead.create({{"name": company.name + " office furniture", "type": "opportunity",
-                      "partner_id": contact.id, "user_id": admin.id}})
-Account = env["pipemail.account"]
-account = Account.search([("email", "=", {owner!r})], limit=1)
-if not account:
-    account = Account.create({{
-        "name": "Demo mailbox", "user_id": admin.id, "kind": "personal", "provider": "imap",
-        "email": {owner!r}, "username": {user!r}, "password": {password!r},
-        "imap_host": "127.0.0.1", "imap_port": {port}, "imap_security": "starttls",
-    }})
-env.cr.commit()
-account._sync(commit=True)
-account.invalidate_recordset()
-print("PIPEMAIL_DEMO", account.state, account.message_total, "messages in",
-      account.thread_count, "conversations;", account.last_error or "no error")
-env.cr.commit()
+result = env["pipemail.account"]._pipemail_demo_setup(
+    "127.0.0.1", {port}, {user!r}, {password!r}, security="starttls", email={owner!r},
+    contacts=[(c.name, c.email, c.company) for c in mailgen.contacts(7)],
+)
+print("PIPEMAIL_DEMO", result)
 """
 
 
@@ -198,12 +172,16 @@ def main() -> int:
             base = [*odoo.command, "-c", str(conf)]
             if not database_exists(db):
                 say(f"creating database {DB} with crm, project and the pipemail addons (~1 min)")
-                modules = ",".join(("crm", "project", *odoo_tier.ADDONS))
-                subprocess.run(
-                    [*base, "-d", DB, "-i", modules, "--stop-after-init", "--log-level=warn"],
-                    env=env,
-                    check=True,
-                )
+                step = ["-i", ",".join(("crm", "project", *odoo_tier.ADDONS))]
+            else:
+                # the checkout may have moved on since the database was made
+                say(f"updating the pipemail addons in database {DB}")
+                step = ["-u", ",".join(odoo_tier.ADDONS)]
+            subprocess.run(
+                [*base, "-d", DB, *step, "--stop-after-init", "--log-level=warn"],
+                env=env,
+                check=True,
+            )
             say("connecting the demo mailbox and syncing it")
             code = DEMO_SHELL.format(
                 tools=str(ROOT / "tools"),
@@ -226,9 +204,16 @@ def main() -> int:
                 print(proc.stdout[-3000:], proc.stderr[-3000:])
                 say("the demo data step failed (output above)")
                 return 1
-            say(summary[0].replace("PIPEMAIL_DEMO ", "demo mailbox: "))
+            result = ast.literal_eval(summary[0].split(" ", 1)[1])
+            say(
+                f"demo mailbox {result['state']}: {result['messages']} messages in "
+                f"{result['threads']} conversations, {result['linked']} linked to opportunities"
+                + (f"; {result['error']}" if result.get("error") else "")
+            )
             print()
-            print(f"  Odoo:      http://localhost:{HTTP_PORT}   (login: admin / password: admin)")
+            print(f"  Odoo:      http://localhost:{HTTP_PORT}")
+            print(f"  Log in as: {result['login']} / {result['password']}  (the demo salesperson)")
+            print("         or: admin / admin  (administrator)")
             print(
                 "  Sales Inbox: CRM > Sales Inbox;  mailbox health: CRM > Configuration > Mailboxes"
             )
@@ -242,5 +227,15 @@ def main() -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM (e.g. from `timeout` or a service manager) must stop Odoo, PostgreSQL and
+    # Dovecot as Ctrl-C does, not leave them running.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

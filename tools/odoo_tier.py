@@ -150,6 +150,13 @@ def private_postgres(workdir: Path, port: int | None = None) -> Iterator[dict[st
         shutil.chown(data, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
     port = port or free_port()
+    if not fresh:
+        # a cluster left running by an earlier, killed run: stop it so it restarts on our port
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            check=False,
+            capture_output=True,
+        )
     if fresh:
         subprocess.run(
             [
