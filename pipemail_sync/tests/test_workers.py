@@ -6,7 +6,11 @@ create, and delete it again in ``finally`` blocks.
 """
 
 import contextlib
+import glob
 import logging
+import os
+import shutil
+import subprocess
 import time
 from unittest.mock import patch
 
@@ -14,6 +18,7 @@ from odoo import SUPERUSER_ID, api
 from odoo.modules.registry import DummyRLock, Registry
 from odoo.sql_db import db_connect
 from odoo.tests import tagged
+from odoo.tools import config
 
 from .common import PipemailDovecotCase, make_mail
 
@@ -131,6 +136,34 @@ class TestWorkers(PipemailDovecotCase):
             self.assertEqual(account.progress, 100)
             self.assertFalse(account.sync_lock_until, "the lease is released after the run")
             self.assertFalse(account.locked_by)
+
+    def test_no_plaintext_secret_in_dump_or_logs(self):
+        """RELIABILITY 19: a pg_dump and the server log hold no mailbox password."""
+        login = self.dovecot.add_user(password="Sekr1t-" + "q" * 12)
+        self.dovecot.append(login, "INBOX", make_mail(subject="Secret test"))
+        with self.worker_env() as env, self.assertLogs(level="DEBUG") as logs:
+            account = self.committed_account(env, login)
+            account._sync(commit=True)
+            self.dovecot.set_password(login, "changed-" + "z" * 12)
+            account._sync(commit=True)
+            self.assertEqual(account.state, "reconnect")
+        for line in logs.output:
+            self.assertNotIn(login.password, line)
+        pg_dump = shutil.which("pg_dump") or next(
+            iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), reverse=True)), None
+        )
+        if not pg_dump:
+            self.skipTest("pg_dump not installed")
+        args = [pg_dump, "--data-only", "-t", "pipemail_account", self.env.cr.dbname]
+        for option, flag in (("db_host", "-h"), ("db_port", "-p"), ("db_user", "-U")):
+            if config.get(option):
+                args[1:1] = [flag, str(config[option])]
+        env_vars = dict(os.environ, PGPASSWORD=str(config.get("db_password") or ""))
+        dump = subprocess.run(args, capture_output=True, text=True, env=env_vars, check=False)
+        if dump.returncode:
+            self.skipTest(f"pg_dump failed here: {dump.stderr[:200]}")
+        self.assertIn("pm1:", dump.stdout)
+        self.assertNotIn(login.password, dump.stdout)
 
     def test_idle_wakes_the_sync_cron_within_seconds(self):
         from odoo.addons.pipemail_sync import idle
