@@ -42,6 +42,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
     def setUp(self):
         super().setUp()
         self.leaks = []
+        self.probes = 0
 
     # ------------------------------------------------------------------ leak bookkeeping
 
@@ -49,12 +50,14 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
         self.leaks.append((user_key, path, detail))
 
     def _scan(self, user_key, path, payload):
+        self.probes += 1
         text = repr(payload)
         for canary in self._forbidden(user_key):
             if canary in text:
                 self._leak(user_key, path, canary)
 
     def _check_ids(self, user_key, path, got, expected):
+        self.probes += 1
         extra = set(got) - set(expected)
         if extra:
             self._leak(user_key, path, f"unexpected ids {sorted(extra)}")
@@ -62,8 +65,10 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
     def _report(self, label):
         for leak in self.leaks:
             _logger.error("pipemail leak: %s", leak)
-        _logger.info("pipemail visibility %s: %d leaks", label, len(self.leaks))
-        print(f"pipemail visibility {label}: {len(self.leaks)} leaks")  # noqa: T201
+        _logger.info(
+            "pipemail visibility %s: %d probes, %d leaks", label, self.probes, len(self.leaks)
+        )
+        print(f"pipemail visibility {label}: {self.probes} probes, {len(self.leaks)} leaks")  # noqa: T201
         self.assertEqual(self.leaks, [], "visibility leaks")
 
     def _env(self, user_key):
@@ -178,6 +183,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
                 ("sudo display_name", lambda r=record: r.sudo().display_name),
             ):
                 if level == NONE and path != "sudo display_name":
+                    self.probes += 1
                     try:
                         result = call()
                     except AccessError:
@@ -197,6 +203,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
         self._scan(user_key, "export_data visible", exported)
         invisible = set(all_ids) - visible
         if invisible:
+            self.probes += 1
             try:
                 exported = Thread.browse(sorted(invisible)).export_data(export_fields)
                 self._leak(user_key, "export_data hidden", exported)
@@ -218,11 +225,13 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
         for name, message in self.messages.items():
             if self.access[name][user_key] == FULL:
                 continue
+            self.probes += 1
             try:
                 result = Message.browse(message.id).read(["body_html", "subject"])
                 self._leak(user_key, "message read", f"{name}: {result}")
             except AccessError:
                 pass
+            self.probes += 1
             try:
                 result = Message.browse(message.id).export_data(["body_text"])
                 self._leak(user_key, "message export", f"{name}: {result}")
@@ -247,6 +256,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
                 continue
             if record.has_access("read"):
                 self._leak(user_key, "attachment has_access", name)
+            self.probes += 1
             try:
                 result = record.read(["name", "datas"])
                 self._leak(user_key, "attachment read", f"{name}: {result}")
@@ -280,6 +290,24 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
             self._check_ids(user_key, "lead tab", in_tab, lead_linked)
             if values["pipemail_thread_count"] != len(lead_linked):
                 self._leak(user_key, "lead count", values["pipemail_thread_count"])
+            exported = lead.export_data(
+                [
+                    "pipemail_thread_ids/subject",
+                    "pipemail_thread_ids/snippet",
+                    "pipemail_thread_ids/message_ids/body_text",
+                    "pipemail_thread_ids/label_ids/name",
+                ]
+            )
+            self._scan(user_key, "lead export_data", exported)
+            # searching leads by a conversation's hidden words finds nothing
+            for name, levels in self.access.items():
+                if levels[user_key] == FULL:
+                    continue
+                for path in ("subject", "snippet", "message_ids.body_text", "label_ids.name"):
+                    domain = [(f"pipemail_thread_ids.{path}", "ilike", self._canaries(name))]
+                    self.probes += 1
+                    if env["crm.lead"].search_count(domain):
+                        self._leak(user_key, f"lead search {domain}", name)
         partner = env["res.partner"].browse(self.customer.id)
         if partner.has_access("read"):
             values = partner.web_read(
@@ -310,6 +338,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
                 ("action_mark_read", lambda r=record: r.action_mark_read()),
                 ("action_link", lambda r=record: r.action_link(self.lead)),
             ):
+                self.probes += 1
                 try:
                     with self.env.cr.savepoint():
                         call()
@@ -345,6 +374,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
             self.authenticate(user.login, user.login + "x" * (8 - len(user.login)))
             for name, attachment in self.attachments.items():
                 level = self.access[name][user_key]
+                self.probes += 2
                 response = self.url_open(f"/web/content/{attachment.id}?download=true")
                 body = response.content.decode("utf-8", "replace")
                 if level == FULL:
@@ -382,6 +412,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
                     else None
                 )
                 if level == NONE:
+                    self.probes += 1
                     try:
                         self.make_jsonrpc_request(
                             "/web/dataset/call_kw/pipemail.thread/web_read",
@@ -410,7 +441,10 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
             thread.action_unlink()
             thread.action_link(self.lead)
         holders = {self.owner.partner_id.id, self.owner.id}
-        for note in self.env["bus.bus"].sudo().search([]):
+        notes = self.env["bus.bus"].sudo().search([])
+        _logger.info("pipemail visibility bus: %d notifications sent by the actions", len(notes))
+        for note in notes:
+            self.probes += 1
             channel = note.channel or ""
             if any(f'"{h}"' in channel or f",{h}]" in channel for h in holders):
                 continue
