@@ -71,7 +71,9 @@ export class PipemailConversation extends Component {
 
     async load(props) {
         const ids = this.ids(props);
-        const key = ids.join(",");
+        // reload when the conversation changed under us (read state, new message)
+        const data = props.record.data;
+        const key = [ids.join(","), data.is_unread, data.message_count, data.last_date].join("|");
         if (key === this.loadedKey) {
             return;
         }
