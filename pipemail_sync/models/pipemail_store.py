@@ -66,14 +66,28 @@ def _addresses(addresses) -> str:
 
 class OrmThreadLookup:
     """:class:`pipemail.threads.ThreadLookup` over the conversation tables of one
-    mailbox (``owner`` is the account id: threads never span mailboxes)."""
+    mailbox (``owner`` is the account id: threads never span mailboxes), plus what the
+    batch being stored has placed so far (``record``), not yet in the tables."""
 
     def __init__(self, env, account) -> None:
         self.env = env
         self.account = account
+        self._ids: dict[str, str] = {}
+        self._subjects: dict[str, dict[str, tuple[set[str], list]]] = {}
 
     def _owner_ok(self, owner: str) -> bool:
         return str(owner) == str(self.account.id)
+
+    def record(self, parsed: ParsedMessage, key: str) -> None:
+        for mid in [parsed.message_id, *parsed.references, parsed.in_reply_to]:
+            if mid:
+                self._ids.setdefault(mid, key)
+        subject = normalize_subject(parsed.subject or "")
+        if subject:
+            people, dates = self._subjects.setdefault(subject, {}).setdefault(key, (set(), []))
+            people.update(a.email for a in parsed.participants)
+            if parsed.date:
+                dates.append(_utc_naive(parsed.date))
 
     def thread_for_message_ids(self, owner: str, ids: list[str]) -> str | None:
         if not ids or not self._owner_ok(owner):
@@ -89,28 +103,34 @@ class OrmThreadLookup:
         )
         found = dict(rows)
         for mid in ids:
-            if mid in found:
-                return found[mid]
+            key = found.get(mid) or self._ids.get(mid)
+            if key:
+                return key
         return None
 
     def threads_for_subject(self, owner, normalized_subject, since, until=None):
         if not normalized_subject or not self._owner_ok(owner):
             return []
+        since, until = _utc_naive(since), _utc_naive(until) if until is not None else None
         domain = [
             ("account_id", "=", self.account.id),
             ("normalized_subject", "=", normalized_subject),
-            ("last_date", ">=", _utc_naive(since)),
+            ("last_date", ">=", since),
         ]
         if until is not None:
-            domain.append(("first_date", "<=", _utc_naive(until)))
+            domain.append(("first_date", "<=", until))
         found = (
             self.env["pipemail.thread"]
             .with_context(active_test=False)
             .search(domain, order="last_date desc", limit=20)
         )
-        return [
-            (t.thread_key, {e for e in (t.participant_emails or "").split(",") if e}) for t in found
-        ]
+        out = {
+            t.thread_key: {e for e in (t.participant_emails or "").split(",") if e} for t in found
+        }
+        for key, (people, dates) in self._subjects.get(normalized_subject, {}).items():
+            if any(d >= since and (until is None or d <= until) for d in dates):
+                out.setdefault(key, set()).update(people)
+        return list(out.items())
 
 
 class OdooStore:
@@ -418,39 +438,60 @@ class OdooStore:
 
     def _store_new(self, new: Sequence[RemoteMessage]):
         """Store new messages; an existing key only gains a location (a move, a copy,
-        a Gmail label): one record per message per mailbox."""
-        Message = self.env["pipemail.message"]
-        keys = [rm.key for rm in new]
+        a Gmail label): one record per message per mailbox.
+
+        The batch is written with a few bulk statements; if that fails, it is
+        written again message by message, each in its own savepoint, so one bad
+        message never costs the others (it is then kept raw with the error).
+        """
+        Message = self.env["pipemail.message"].with_context(active_test=False)
         existing = {
             m.key: m
-            for m in Message.with_context(active_test=False).search(
-                [("account_id", "=", self.account.id), ("key", "in", keys)]
+            for m in Message.search(
+                [("account_id", "=", self.account.id), ("key", "in", [rm.key for rm in new])]
             )
         }
-        emails = set()
-        for rm in new:
-            for addr in rm.parsed.participants:
-                emails.add(addr.email)
-        self._load_partners(emails)
+        self._load_partners({a.email for rm in new for a in rm.parsed.participants})
         touched = self.env["pipemail.thread"]
+        fresh = []
         for rm in new:
+            message = existing.get(rm.key)
+            if message is None:
+                message = self._match_sent(rm)
+                if message:
+                    existing[rm.key] = message
+            if message:
+                self._set_location(message, rm.location, rm.flags, rm.modseq)
+                vals = {"removed": False} if message.removed else {}
+                if rm.labels:
+                    vals["label_ids"] = [(4, self._label(n).id) for n in rm.labels]
+                if vals:
+                    message.write(vals)
+                touched |= message.thread_id
+                self.stored += 1
+            else:
+                fresh.append(rm)
+        if not fresh:
+            return touched
+        try:
+            with self.cr.savepoint():
+                touched |= self._store_bulk(fresh)
+                self.stored += len(fresh)
+                return touched
+        except (PsycopgError, ValueError, TypeError, KeyError) as exc:
+            _logger.info(
+                "pipemail: bulk store failed for account %s (%s); storing one by one",
+                self.account.id,
+                exc,
+            )
+        for rm in fresh:
             message = existing.get(rm.key)
             try:
                 with self.cr.savepoint():
                     if message:
                         self._set_location(message, rm.location, rm.flags, rm.modseq)
-                        if message.removed:
-                            message.removed = False
-                        if rm.labels:
-                            message.label_ids = [(4, self._label(n).id) for n in rm.labels]
                     else:
-                        # an email sent from the CRM, back from the Sent folder: the
-                        # row made at send time gets the location (pipemail_outbox.py)
-                        message = Message._pipemail_match_sent(self.account, rm)
-                        if message:
-                            self._set_location(message, rm.location, rm.flags, rm.modseq)
-                        else:
-                            message = self._create_message(rm)
+                        message = self._create_message(rm)
                         existing[rm.key] = message
                     touched |= message.thread_id
                     self.stored += 1
@@ -468,6 +509,142 @@ class OdooStore:
                     existing[rm.key] = message
                     touched |= message.thread_id
         return touched
+
+    def _match_sent(self, rm: RemoteMessage):
+        """An email sent from the CRM coming back from the Sent folder: the record made
+        at send time gets the location instead of a second copy (pipemail_outbox)."""
+        sender = rm.parsed.sender
+        if not sender or sender.email not in self.own_emails:
+            return None
+        Message = self.env["pipemail.message"]
+        matcher = getattr(Message, "_pipemail_match_sent", None)
+        return matcher(self.account, rm) if matcher else None
+
+    def _store_bulk(self, fresh: Sequence[RemoteMessage]):
+        Thread = self.env["pipemail.thread"].with_context(active_test=False)
+        owner = str(self.account.id)
+        lookup = OrmThreadLookup(self.env, self.account)
+        plan: list[tuple[RemoteMessage, str]] = []
+        first_of: dict[str, RemoteMessage] = {}
+        duplicates: list[tuple[RemoteMessage, str]] = []
+        seen: set[str] = set()
+        for rm in fresh:
+            if rm.key in seen:
+                duplicates.append((rm, rm.key))  # the same message twice in one folder
+                continue
+            seen.add(rm.key)
+            parsed = rm.parsed
+            key = threads.assign_thread(parsed, owner=owner, lookup=lookup, gm_thrid=rm.gm_thrid)
+            if key is None:
+                key = threads.new_thread_key(parsed) if parsed.message_id else f"k:{rm.key}"
+            lookup.record(parsed, key)
+            plan.append((rm, key))
+            first_of.setdefault(key, rm)
+        by_key = {
+            t.thread_key: t
+            for t in Thread.search(
+                [("account_id", "=", self.account.id), ("thread_key", "in", list(first_of))]
+            )
+        }
+        missing = [k for k in first_of if k not in by_key]
+        if missing:
+            created = Thread.create([self._thread_vals(k, first_of[k].parsed) for k in missing])
+            by_key.update(zip(missing, created, strict=True))
+        ref_threads, ref_names = [], []
+        for rm, key in plan:
+            parsed = rm.parsed
+            for mid in dict.fromkeys([parsed.message_id, *parsed.references, parsed.in_reply_to]):
+                if mid:
+                    ref_threads.append(by_key[key].id)
+                    ref_names.append(mid)
+        if ref_names:
+            # first writer wins: an id already filed under a thread stays there
+            self.cr.execute(
+                SQL(
+                    "INSERT INTO pipemail_thread_ref (thread_id, account_id, name)"
+                    " SELECT t, %s, n FROM unnest(%s::int[], %s::varchar[]) AS x(t, n)"
+                    " ON CONFLICT (account_id, name) DO NOTHING",
+                    self.account.id,
+                    ref_threads,
+                    ref_names,
+                )
+            )
+        messages = self.env["pipemail.message"].create(
+            [self._message_vals(rm, by_key[key]) for rm, key in plan]
+        )
+        by_message_key = {}
+        attachment_vals, location_vals, raw_for = [], [], []
+        for (rm, _key), message in zip(plan, messages, strict=True):
+            by_message_key[rm.key] = message
+            location_vals.append(self._location_vals(message, rm))
+            for att in rm.parsed.attachments:
+                attachment_vals.append(self._attachment_vals(message, att))
+            if rm.parsed.parse_error and rm.parsed.raw:
+                raw_for.append((message, rm.parsed))
+        for rm, key in duplicates:
+            location_vals.append(self._location_vals(by_message_key[key], rm))
+        self.env["pipemail.message.location"].create(location_vals)
+        if attachment_vals:
+            attachments = self.env["ir.attachment"].create(attachment_vals)
+            self._rewrite_cids(attachments)
+        for message, parsed in raw_for:
+            self._attach_raw(message, parsed)
+        return messages.thread_id
+
+    def _thread_vals(self, key: str, parsed: ParsedMessage) -> dict:
+        visibility = self.account.default_visibility
+        if self.account.kind == "personal" and visibility == "team":
+            visibility = "private"
+        return {
+            "account_id": self.account.id,
+            "thread_key": key,
+            "subject": parsed.subject or False,
+            "normalized_subject": normalize_subject(parsed.subject or "") or False,
+            "visibility": visibility,
+        }
+
+    def _location_vals(self, message, rm: RemoteMessage) -> dict:
+        return {
+            "message_id": message.id,
+            "folder_id": self._folder(rm.location.folder).id,
+            "uidvalidity": rm.location.uidvalidity,
+            "uid": rm.location.uid,
+            "flags": " ".join(sorted(rm.flags)),
+            "modseq": str(rm.modseq) if rm.modseq else False,
+        }
+
+    def _attachment_vals(self, message, att) -> dict:
+        return {
+            "name": att.filename or "attachment",
+            "raw": att.content or b"",
+            "mimetype": att.content_type or "application/octet-stream",
+            "res_model": "pipemail.message",
+            "res_id": message.id,
+            "description": att.content_id or False,
+        }
+
+    def _rewrite_cids(self, attachments) -> None:
+        """Inline images (``cid:``) point at their attachment, served with the
+        message's access rights."""
+        by_message: dict[int, dict[str, object]] = {}
+        for attachment in attachments:
+            if attachment.description:
+                cid = attachment.description.strip("<>")
+                by_message.setdefault(attachment.res_id, {})[cid] = attachment
+        for message_id, by_cid in by_message.items():
+            message = self.env["pipemail.message"].browse(message_id)
+            if not message.body_html or "cid:" not in message.body_html:
+                continue
+
+            def replace(match, by_cid=by_cid):
+                attachment = by_cid.get(match.group(2))
+                if not attachment:
+                    return match.group(0)
+                return f"{match.group(1)}/web/image/{attachment.id}{match.group(3)}"
+
+            message.body_html = html_sanitize(
+                _CID.sub(replace, str(message.body_html)), sanitize_style=True
+            )
 
     def _store_fallback(self, rm: RemoteMessage, exc: Exception):
         """Last resort for a message the normal path could not store: subject, sender,
@@ -504,9 +681,8 @@ class OdooStore:
 
     # ------------------------------------------------------------------ messages
 
-    def _create_message(self, rm: RemoteMessage):
+    def _message_vals(self, rm: RemoteMessage, thread) -> dict:
         parsed = rm.parsed
-        thread = self._thread_for(rm)
         sender = parsed.sender
         sender_email = sender.email if sender else ""
         direction = "out" if sender_email and sender_email in self.own_emails else "in"
@@ -514,8 +690,6 @@ class OdooStore:
         partner_ids = {self._partner(e).id for e in recipients if self._partner(e)}
         body_html = parsed.html or ""
         body_text = parsed.text or ""
-        if parsed.parse_error and not body_html and not body_text:
-            body_text = ""
         vals = {
             "thread_id": thread.id,
             "account_id": self.account.id,
@@ -527,10 +701,11 @@ class OdooStore:
             "email_from": str(sender) if sender else False,
             "email_to": _addresses(parsed.to) or False,
             "email_cc": _addresses(parsed.cc) or False,
-            "participant_emails": ",".join(a.email for a in parsed.participants) or False,
+            "participant_emails": ",".join(a.email for a in parsed.participants)[:4000] or False,
             "author_partner_id": self._partner(sender_email).id or False,
             "partner_ids": [(6, 0, sorted(partner_ids))],
             "date": _utc_naive(parsed.date or rm.internaldate) or fields.Datetime.now(),
+            # sanitised by the field (html_sanitize) on the way in
             "body_html": body_html or (plaintext2html(body_text) if body_text else False),
             "body_text": body_text or False,
             "snippet": parsed.snippet or False,
@@ -544,44 +719,23 @@ class OdooStore:
         }
         if rm.labels:
             vals["label_ids"] = [(6, 0, [self._label(n).id for n in rm.labels])]
-        message = self.env["pipemail.message"].create(vals)
+        return vals
+
+    def _create_message(self, rm: RemoteMessage):
+        """One message on its own (the slow path, after a bulk write failed)."""
+        parsed = rm.parsed
+        thread = self._thread_for(rm)
+        message = self.env["pipemail.message"].create(self._message_vals(rm, thread))
         self._bump_thread(thread, message)
         if parsed.attachments:
-            self._attach(message, parsed)
+            attachments = self.env["ir.attachment"].create(
+                [self._attachment_vals(message, att) for att in parsed.attachments]
+            )
+            self._rewrite_cids(attachments)
         if parsed.parse_error:
             self._attach_raw(message, parsed)
         self._set_location(message, rm.location, rm.flags, rm.modseq)
         return message
-
-    def _attach(self, message, parsed: ParsedMessage) -> None:
-        Attachment = self.env["ir.attachment"]
-        vals_list = []
-        cids = []
-        for att in parsed.attachments:
-            vals_list.append(
-                {
-                    "name": att.filename or "attachment",
-                    "raw": att.content or b"",
-                    "mimetype": att.content_type or "application/octet-stream",
-                    "res_model": "pipemail.message",
-                    "res_id": message.id,
-                    "description": att.content_id or False,
-                }
-            )
-            cids.append(att.content_id)
-        attachments = Attachment.create(vals_list)
-        by_cid = {cid.strip("<>"): a for cid, a in zip(cids, attachments, strict=True) if cid}
-        if by_cid and message.body_html and "cid:" in message.body_html:
-
-            def replace(match):
-                attachment = by_cid.get(match.group(2))
-                if not attachment:
-                    return match.group(0)
-                return f"{match.group(1)}/web/image/{attachment.id}{match.group(3)}"
-
-            message.body_html = html_sanitize(
-                _CID.sub(replace, str(message.body_html)), sanitize_style=True
-            )
 
     def _attach_raw(self, message, parsed: ParsedMessage) -> None:
         if not parsed.raw:

@@ -1,3 +1,4 @@
+import hashlib
 from datetime import timedelta
 
 from markupsafe import Markup
@@ -66,6 +67,9 @@ class PipemailThread(models.Model):
     project_id = fields.Many2one("project.project", index=True, ondelete="set null")
     link_mode = fields.Selection(LINK_MODES, required=True, default="none", readonly=True)
     link_reason = fields.Char(readonly=True)
+    link_signature = fields.Char(
+        readonly=True, copy=False, help="Outside participants the automatic link was decided on."
+    )
     suggestion_ids = fields.One2many("pipemail.link.suggestion", "thread_id", readonly=True)
     is_automated = fields.Boolean(
         readonly=True, help="Newsletter or machine-sent mail: never linked automatically."
@@ -278,9 +282,16 @@ class PipemailThread(models.Model):
         """Our side of the conversation: the mailbox and every internal user."""
         self.ensure_one()
         addresses = {(self.account_id.email or "").lower()}
-        users = self.env["res.users"].sudo().search([("share", "=", False)])
-        addresses.update(e.lower() for e in users.mapped("email") if e)
+        addresses.update(self._internal_user_emails())
         return addresses
+
+    @api.model
+    def _internal_user_emails(self):
+        known = self.env.context.get("pipemail_internal_emails")
+        if known is not None:
+            return known
+        users = self.env["res.users"].sudo().search([("share", "=", False)])
+        return frozenset(e.lower() for e in users.mapped("email") if e)
 
     def _external_emails(self):
         self.ensure_one()
@@ -307,8 +318,19 @@ class PipemailThread(models.Model):
         todo = self.sudo().filtered(
             lambda t: t.link_mode in ("none", "suggested") and not t.is_automated and t.active
         )
+        if not todo:
+            return
+        todo = todo.with_context(pipemail_internal_emails=self._internal_user_emails())
         now = fields.Datetime.now()
         for thread in todo:
+            # the candidates follow the outside participants: unchanged people, same
+            # answer (new records reach old conversations through _link_retroactive)
+            signature = hashlib.sha256(
+                ",".join(sorted(thread._external_emails())).encode()
+            ).hexdigest()[:16]
+            if thread.link_signature == signature:
+                continue
+            thread.link_signature = signature
             candidates = thread._link_candidates()
             if not candidates and thread.link_mode == "none":
                 continue
