@@ -589,7 +589,19 @@ class OdooStore:
             self._rewrite_cids(attachments)
         for message, parsed in raw_for:
             self._attach_raw(message, parsed)
+        self._reopen_archived(messages, [rm for rm, _key in plan])
         return messages.thread_id
+
+    def _reopen_archived(self, messages, remotes) -> None:
+        """New mail in the Inbox brings an archived conversation back, as in any mail
+        client; a copy landing in Sent or Archive does not."""
+        inbox = {
+            message
+            for message, rm in zip(messages, remotes, strict=True)
+            if self._folder(rm.location.folder).role == "inbox"
+        }
+        threads = self.env["pipemail.thread"].union(*(m.thread_id for m in inbox))
+        threads.filtered(lambda t: not t.active).write({"active": True})
 
     def _thread_vals(self, key: str, parsed: ParsedMessage) -> dict:
         visibility = self.account.default_visibility
@@ -735,6 +747,7 @@ class OdooStore:
         if parsed.parse_error:
             self._attach_raw(message, parsed)
         self._set_location(message, rm.location, rm.flags, rm.modseq)
+        self._reopen_archived(message, [rm])
         return message
 
     def _attach_raw(self, message, parsed: ParsedMessage) -> None:

@@ -230,6 +230,18 @@ class TestSync(PipemailDovecotCase):
         self.sync(account)
         self.assertFalse(self.message(account, "a@x.example").thread_id.is_unread)
 
+        # a reply to the archived conversation brings it back to the inbox
+        self.deliver(
+            login,
+            make_mail(
+                subject="Re: Archive me", message_id="<b2@x.example>", in_reply_to="<b@x.example>"
+            ),
+        )
+        self.sync(account)
+        self.assertTrue(archive_me.active)
+        self.assertEqual(archive_me.message_count, 2)
+        self.assertEqual(archive_me.lead_id, lead)
+
         # a retry of done write-backs does nothing more
         rows.write({"state": "pending"})
         self.sync(account)
