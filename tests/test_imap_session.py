@@ -414,3 +414,69 @@ def test_sequence_sets():
     with pytest.raises(ValueError):
         parse_uid_set("1:4294967295", limit=1000)
     assert parse_copyuid(b"[COPYUID 77 3,1:2 10:12] Moved") == (77, {3: 10, 1: 11, 2: 12})
+
+
+# ---------------------------------------------------------------- fast FETCH parser
+
+
+def _imapclient_view(data):
+    from imapclient.response_parser import parse_fetch_response
+
+    parsed = parse_fetch_response(data, False, False)
+    return {item[b"UID"]: item for item in parsed.values() if b"UID" in item}
+
+
+def _fast_view(data):
+    from pipemail.imap import fast_parse_fetch
+
+    return fast_parse_fetch(data)
+
+
+def test_fast_fetch_parser_matches_imapclient_on_dovecot(dovecot, imap_user):
+    dovecot.append(imap_user, "INBOX", msg(1), flags=["\\Seen", "$Hot"])
+    dovecot.append(imap_user, "INBOX", msg(2).replace(b"body 2", b'(unbalanced ) { } " body'))
+    dovecot.append(imap_user, "INBOX", b"X: y\r\n\r\n")  # no body at all
+    client = dovecot.imap(imap_user)
+    client._simple_command("ENABLE", "QRESYNC")
+    client.select("INBOX")
+    for items in (
+        "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[] MODSEQ)",
+        "(BODY.PEEK[HEADER] UID RFC822.SIZE)",
+        "(UID FLAGS)",
+        "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID SUBJECT)] BODY.PEEK[])",
+    ):
+        typ, data = client.uid("FETCH", "1:*", items)
+        assert typ == "OK"
+        assert _fast_view(data) == _imapclient_view(data), items
+    client.logout()
+
+
+def test_fast_fetch_parser_gmail_shapes():
+    data = [
+        (
+            b"1 (X-GM-THRID 1278455344230334800 X-GM-MSGID 1278455344230334865 "
+            b'X-GM-LABELS ("\\\\Inbox" "\\\\Important" {11}',
+            b"Odd (label)",
+        ),
+        b' "My \\"quoted\\" label" Customers) UID 7 FLAGS (\\Seen) MODSEQ (12))',
+        b"2 (UID 8 FLAGS () X-GM-LABELS () X-GM-MSGID 5)",
+        b"3 (FLAGS (\\Deleted))",  # unsolicited, no UID: dropped
+    ]
+    assert _fast_view(data) == _imapclient_view(data)
+    item = fetched_from_response(7, _fast_view(data)[7])
+    assert item.labels == (
+        "Customers",
+        'My "quoted" label',
+        "Odd (label)",
+        "\\Important",
+        "\\Inbox",
+    )
+
+
+def test_fast_fetch_parser_declines_what_it_does_not_know():
+    from pipemail.imap import _Unparsable, fast_parse_fetch
+
+    with pytest.raises(_Unparsable):
+        fast_parse_fetch([b"1 (UID 1 FLAGS (\\Seen)"])  # unterminated
+    with pytest.raises(_Unparsable):
+        fast_parse_fetch([(b"1 (UID 1 BODY[] {5}", b"abc")])  # literal of the wrong size
