@@ -172,3 +172,98 @@ class TestOAuthConnect(HttpCase):
         response = self.url_open(f"/pipemail/oauth/microsoft/start?account_id={account.id}")
         self.assertEqual(response.status_code, 200)
         self.assertIn("not set up yet", response.text)
+
+
+@tagged("post_install", "-at_install")
+class TestOAuthMicrosoft(HttpCase):
+    """Microsoft rotates the refresh token on every use: the new one must be stored
+    at once, or the mailbox is lost at the next refresh."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if Dovecot is None:
+            cls.skipTest(cls, "tests/harness not importable")
+        saved = {k: config.get(k) for k in ("pipemail_secret_key", "pipemail_cafile")}
+
+        def restore():
+            for key, value in saved.items():
+                if value is None:
+                    config.options.pop(key, None)
+                else:
+                    config[key] = value
+
+        cls.addClassCleanup(restore)
+        cls.oauth = OAuthServer(
+            rotate_refresh_tokens=True, client_id="ms-client", client_secret="ms-secret"
+        )
+        cls.addClassCleanup(cls.oauth.stop)
+        cls.dovecot = Dovecot(oauth=cls.oauth)
+        cls.addClassCleanup(cls.dovecot.close)
+        config["pipemail_secret_key"] = TEST_SECRET_KEY
+        config["pipemail_cafile"] = cls.oauth.cafile
+        params = cls.env["ir.config_parameter"].sudo()
+        params.set_param("pipemail.microsoft_client_id", "ms-client")
+        params.set_param("pipemail.microsoft_client_secret", "ms-secret")
+        params.set_param("pipemail.microsoft_authority", cls.oauth.authority)
+        cls.sally = new_test_user(
+            cls.env,
+            "pm_ms_sally",
+            email="sally@ourco.example",
+            groups="sales_team.group_sale_salesman",
+        )
+
+    def test_connect_and_rotating_refresh_tokens_are_kept(self):
+        from odoo.addons.pipemail_sync import oauth as addon_oauth
+
+        login = self.dovecot.add_user()
+        self.dovecot.append(
+            login, "INBOX", make_mail(subject="From 365", message_id="<m365@x.example>")
+        )
+        account = self.env["pipemail.account"].create(
+            {
+                "name": "Sally at Microsoft",
+                "provider": "microsoft",
+                "email": login.name,
+                "username": login.name,
+                "imap_host": "127.0.0.1",
+                "imap_port": self.dovecot.port,
+                "imap_security": "none",
+                "user_id": self.sally.id,
+                "history": "all",
+            }
+        )
+        self.authenticate("pm_ms_sally", "pm_ms_sally")
+        response = self.url_open(
+            f"/pipemail/oauth/microsoft/start?account_id={account.id}", allow_redirects=False
+        )
+        location = response.headers["Location"]
+        self.assertTrue(location.startswith(f"{self.oauth.authority}/oauth2/v2.0/authorize?"))
+        state = parse_qs(urlsplit(location).query)["state"][0]
+        code = self.oauth.issue_code(login.name)
+        response = self.url_open(
+            f"/pipemail/oauth/callback?state={state}&code={code}", allow_redirects=False
+        )
+        self.assertIn(
+            response.status_code, (302, 303), response.text[response.text.find("<h4") :][:400]
+        )
+        account.invalidate_recordset()
+        self.assertEqual(account.state, "connected")
+        first = account._get_secret("refresh_token")
+
+        self.assertTrue(account._sync(), account.last_error)
+        rotated = account._get_secret("refresh_token")
+        self.assertNotEqual(rotated, first, "the rotated refresh token was stored")
+        self.assertFalse(self.oauth.refresh_token_valid(first))
+        self.assertTrue(self.oauth.refresh_token_valid(rotated))
+
+        # a new process (no cached access token) refreshes with the stored token
+        addon_oauth.forget_source(account)
+        self.dovecot.append(
+            login, "INBOX", make_mail(subject="Again", message_id="<m365b@x.example>")
+        )
+        self.assertTrue(account._sync(), account.last_error)
+        self.assertEqual(
+            self.env["pipemail.message"].search_count([("account_id", "=", account.id)]), 2
+        )
+        self.assertTrue(self.oauth.refresh_token_valid(account._get_secret("refresh_token")))
