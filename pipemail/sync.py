@@ -836,7 +836,9 @@ class AccountSync:
         if mb.uidvalidity != state.uidvalidity:
             return False  # the next run resets the folder
         fr = self.report.folder(name)
-        low = state.backfill_low or 1
+        # From UID 1, not from backfill_low: while a widened history window is being
+        # scanned again, rows below backfill_low are stored and their changes count.
+        low = 1
         high = state.uidnext - 1
         changes: list[FlagChange] = []
         gone: list[Location] = []

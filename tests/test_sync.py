@@ -181,6 +181,37 @@ def test_history_window_and_widening(dovecot, imap_user):
     assert store.state(cfg.key, "INBOX").since is None
 
 
+def test_changes_seen_while_a_widened_window_is_rescanned(dovecot, imap_user):
+    now = dt.datetime.now(dt.timezone.utc)
+    old = [(mail(n), (), now - dt.timedelta(days=400 + n)) for n in range(1, 31)]
+    recent = [(mail(n), (), now - dt.timedelta(days=1)) for n in range(101, 111)]
+    dovecot.append_many(imap_user, "INBOX", recent + old)  # old mail has the higher UIDs
+    cfg = config(
+        dovecot,
+        imap_user,
+        since=(now - dt.timedelta(days=30)).date(),
+        folders=["INBOX"],
+        batch_size=5,
+    )
+    store = MemoryStore()
+    sync_account(cfg, store)
+    assert len(store.messages(cfg.key)) == 10
+    # widen, but stop after the first batch: the rescan is in progress
+    cfg.since = None
+    stop = threading.Event()
+    sync_account(cfg, store, stop=stop, progress=lambda e: stop.set())
+    state = store.state(cfg.key, "INBOX")
+    assert state.backfill_low is not None and state.extra.get("backfill_rescan")
+    # meanwhile a message stored long ago (UID 3, below backfill_low) is read and
+    # another is expunged: the next run must see both, whatever the rescan does
+    assert 3 < state.backfill_low
+    dovecot.add_flags(imap_user, "INBOX", [3], ["\\Seen"])
+    dovecot.expunge(imap_user, "INBOX", [4])
+    report = sync_account(cfg, store)
+    assert report.flag_changes == 1 and report.vanished == 1
+    assert_store_equals_server(dovecot, imap_user, store, cfg.key, "INBOX")
+
+
 def test_large_message_keeps_header_only(dovecot, imap_user):
     big = mail(1, body="x" * 300_000)
     dovecot.append(imap_user, "INBOX", big)
