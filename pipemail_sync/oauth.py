@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets as py_secrets
 import threading
 import time
+import urllib.request
 
-from odoo.tools import SQL
+from odoo.tools import SQL, config
 from odoo.tools.misc import consteq, hmac
 
 from pipemail import errors as pm_errors
@@ -95,12 +97,35 @@ def client_settings(env, provider: str) -> dict:
         "authority": params.get_param("pipemail.microsoft_authority")
         or engine_oauth.MICROSOFT_AUTHORITY,
     }
+    # a private authority (on-premise identity server, tests) is not in Microsoft's
+    # instance discovery and may use a private CA (``pipemail_cafile``)
+    settings["validate_authority"] = settings["authority"].startswith(
+        engine_oauth.MICROSOFT_AUTHORITY.rsplit("/", 1)[0]
+    )
+    settings["session"] = _http_session()
     if not settings["client_id"]:
         raise pm_errors.ConfigError(
             "Sign-in with this provider is not set up yet. Ask an administrator to enter "
             "the OAuth client in CRM settings, Email Sync."
         )
     return settings
+
+
+def _http_session():
+    """A requests session trusting ``pipemail_cafile`` when configured, else ``None``
+    (the libraries' defaults)."""
+    cafile = config.get("pipemail_cafile") or os.environ.get("PIPEMAIL_CAFILE")
+    if not cafile:
+        return None
+    import requests
+
+    session = requests.Session()
+    # with trust_env, REQUESTS_CA_BUNDLE would silently replace the configured CA;
+    # proxies from the environment are kept by hand
+    session.trust_env = False
+    session.proxies = urllib.request.getproxies()
+    session.verify = cafile
+    return session
 
 
 def authorize_url(settings: dict, redirect_uri: str, state: str, challenge: str, hint: str) -> str:
@@ -128,6 +153,8 @@ def exchange_code(settings: dict, code: str, redirect_uri: str, verifier: str):
         authority=settings["authority"],
         userinfo_uri=settings["userinfo_uri"],
         code_verifier=verifier,
+        session=settings["session"],
+        validate_authority=settings["validate_authority"],
     )
 
 
@@ -186,7 +213,12 @@ def token_source(account):
         if account.provider == "gmail":
             kwargs = {"token_uri": settings["token_uri"]} if settings["token_uri"] else {}
             source = engine_oauth.GoogleTokenSource(
-                None, settings["client_id"], settings["client_secret"], **kwargs, **common
+                None,
+                settings["client_id"],
+                settings["client_secret"],
+                session=settings["session"],
+                **kwargs,
+                **common,
             )
         else:
             source = engine_oauth.MicrosoftTokenSource(
@@ -194,6 +226,8 @@ def token_source(account):
                 settings["client_id"],
                 settings["client_secret"] or None,
                 authority=settings["authority"],
+                http_client=settings["session"],
+                validate_authority=settings["validate_authority"],
                 **common,
             )
         source._pipemail_provider = account.provider

@@ -252,6 +252,7 @@ class TestOAuthMicrosoft(HttpCase):
         first = account._get_secret("refresh_token")
 
         self.assertTrue(account._sync(), account.last_error)
+        account.invalidate_recordset()  # saved by the token source's own transaction
         rotated = account._get_secret("refresh_token")
         self.assertNotEqual(rotated, first, "the rotated refresh token was stored")
         self.assertFalse(self.oauth.refresh_token_valid(first))
@@ -266,4 +267,7 @@ class TestOAuthMicrosoft(HttpCase):
         self.assertEqual(
             self.env["pipemail.message"].search_count([("account_id", "=", account.id)]), 2
         )
-        self.assertTrue(self.oauth.refresh_token_valid(account._get_secret("refresh_token")))
+        account.invalidate_recordset()
+        latest = account._get_secret("refresh_token")
+        self.assertNotEqual(latest, rotated)
+        self.assertTrue(self.oauth.refresh_token_valid(latest))
