@@ -141,8 +141,10 @@ export class PipemailConversation extends Component {
         // same origin (sandbox allow-same-origin, no scripts): size the frame to its text
         const frame = ev.target;
         try {
-            const doc = frame.contentDocument;
-            frame.style.height = `${Math.min(doc.documentElement.scrollHeight + 4, 4000)}px`;
+            // a document is never shorter than its frame: shrink the frame, then measure
+            frame.style.height = "0px";
+            const height = frame.contentDocument.documentElement.scrollHeight + 8;
+            frame.style.height = `${Math.min(Math.max(height, 40), 4000)}px`;
         } catch {
             frame.style.height = "400px";
         }
