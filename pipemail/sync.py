@@ -1131,6 +1131,10 @@ def check_account(config: AccountConfig, *, max_folders: int = 200) -> CheckRepo
         if len(fmap.folders) > max_folders:
             notes.append(f"Only the first {max_folders} of {len(fmap.folders)} folders are shown.")
         sync = choose_folders(config, s, fmap)
+        if config.imap.security == "none":
+            notes.append("No encryption: the password and the mail cross the network in clear.")
+        elif not config.imap.verify_tls:
+            notes.append("The server certificate is not verified (insecure setting).")
         if not s.has("UIDPLUS"):
             notes.append("No UIDPLUS: moved messages are found again by the next sync.")
         if not s.has("MOVE"):
