@@ -21,9 +21,10 @@ if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
 try:
+    from tests.harness.oauth_server import OAuthServer
     from tests.harness.smtp import SmtpSink
 except ImportError:  # pragma: no cover - only without the repository next to the addon
-    SmtpSink = None
+    OAuthServer = SmtpSink = None
 
 SIGNATURE = "<p>Sam Sender — ACME Sales</p>"
 

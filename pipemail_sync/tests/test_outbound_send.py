@@ -6,17 +6,26 @@ that reads it back must recognise the sent email instead of storing it twice.
 """
 
 import base64
+import logging
 import re
 from datetime import timedelta
 from unittest.mock import patch
 
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
-from odoo.tests import Form, new_test_user, tagged
+from odoo.tests import Form, HttpCase, new_test_user, tagged
+from odoo.tools import config
 
 from ..models import pipemail_outbox as outbox_module
-from .common import make_mail
-from .outbound_common import PipemailOutboundCase, html_part, parse, text_part
+from .common import TEST_SECRET_KEY, make_mail
+from .outbound_common import (
+    OAuthServer,
+    PipemailOutboundCase,
+    SmtpSink,
+    html_part,
+    parse,
+    text_part,
+)
 
 
 @tagged("post_install", "-at_install")
@@ -560,3 +569,79 @@ class TestOutboundSend(PipemailOutboundCase):
         outbox.next_attempt = fields.Datetime.now() - timedelta(seconds=1)
         self.env["pipemail.outbox"]._cron_send_outbox()
         self.assertEqual(self.received(1)[0].data.rstrip(b"\r\n"), raw.rstrip(b"\r\n"))
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundXOAuth2(HttpCase):
+    """A Google mailbox sends through SMTP with XOAUTH2, refreshing its access token
+    from the stored refresh token (HttpCase: the token source reads it through the
+    registry's cursor, which only a test-mode registry shares with the test)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if SmtpSink is None or OAuthServer is None:
+            cls.skipTest(cls, "tests/harness not found next to the addon")
+        previous = config.get("pipemail_secret_key")
+        config["pipemail_secret_key"] = TEST_SECRET_KEY
+        cls.addClassCleanup(
+            lambda: (
+                config.options.pop("pipemail_secret_key", None)
+                if previous is None
+                else config.__setitem__("pipemail_secret_key", previous)
+            )
+        )
+        mail_log = logging.getLogger("mail.log")
+        cls.addClassCleanup(mail_log.setLevel, mail_log.level)
+        mail_log.setLevel(logging.ERROR)
+        cls.oauth = OAuthServer(client_id="odoo-client", client_secret="odoo-secret")
+        cls.addClassCleanup(cls.oauth.stop)
+        cls.sink = SmtpSink(oauth=cls.oauth)
+        cls.addClassCleanup(cls.sink.stop)
+        params = cls.env["ir.config_parameter"].sudo()
+        params.set_param("pipemail.allow_private_hosts", "1")
+        params.set_param("pipemail.google_client_id", "odoo-client")
+        params.set_param("pipemail.google_client_secret", "odoo-secret")
+        params.set_param("pipemail.google_token_uri", cls.oauth.token_url)
+        cls.user = new_test_user(
+            cls.env,
+            "pm_gmail_gina",
+            email="gina@gmail.example",
+            groups="sales_team.group_sale_salesman",
+        )
+        cls.account = cls.env["pipemail.account"].create(
+            {
+                "name": "Gina at Google",
+                "provider": "gmail",
+                "email": "gina@gmail.example",
+                "username": "gina@gmail.example",
+                "imap_host": "127.0.0.1",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": cls.sink.port,
+                "smtp_security": "none",
+                "user_id": cls.user.id,
+                "state": "connected",
+            }
+        )
+
+    def test_send_with_xoauth2_and_token_refresh(self):
+        _access, refresh = self.oauth.issue("gina@gmail.example")
+        self.account._set_secret("refresh_token", refresh)
+        self.env.flush_all()  # the token source reads it with its own cursor
+        compose = self.env["pipemail.compose"].with_user(self.user)
+        for subject in ("First", "After expiry"):
+            wizard = compose.create(
+                {"email_to": "carla@customer.example", "subject": subject, "body": "<p>x</p>"}
+            )
+            wizard.action_send()
+            outbox = wizard.outbox_id.sudo()
+            self.assertEqual(outbox.state, "sent", outbox.last_error)
+            self.assertEqual(outbox.sent_copy_state, "provider", "Gmail files it in Sent itself")
+            self.oauth.expire_all()  # the next send must refresh
+        received = self.sink.wait_for(2)
+        self.assertEqual([m.auth_user for m in received], ["gina@gmail.example"] * 2)
+        self.assertEqual(
+            [str(parse(m.data)["Subject"]) for m in received], ["First", "After expiry"]
+        )
+        token_calls = [r for r in self.oauth.requests if r.endpoint == "token"]
+        self.assertEqual(len(token_calls), 2, "one refresh per expired token")
