@@ -202,13 +202,24 @@ class PipemailTrackingEvent(models.Model):
                 method=method,
                 user_agent=user_agent,
                 ip=ip,
-                sender_session=bool(session_uid) and session_uid == outbox_sudo.user_id.id,
+                session_uid=session_uid,
             )
         return target or True
 
-    def _pipemail_record(self, outbox, kind, *, link, url, method, user_agent, ip, sender_session):
-        """Insert the event, labelled; tell the sender about the first human open."""
+    def _pipemail_record(self, outbox, kind, *, link, url, method, user_agent, ip, session_uid):
+        """Insert the event, labelled; tell the sender about the first human open.
+
+        A hit carrying a CRM user's session is the sender, or a colleague looking at a
+        reply that quotes the email (the reader shows same-site images): never the
+        recipient opening it.
+        """
         now = fields.Datetime.now()
+        sender_session = bool(session_uid) and session_uid == outbox.user_id.id
+        colleague = (
+            bool(session_uid)
+            and not sender_session
+            and not self.env["res.users"].browse(session_uid).exists().share
+        )
         recent = self.search_read(
             [("outbox_id", "=", outbox.id), ("ts", ">=", now - RECENT_WINDOW)],
             ["ts", "kind", "link_index"],
@@ -234,6 +245,14 @@ class PipemailTrackingEvent(models.Model):
             earlier,
             **extra,
         )
+        if colleague and not is_machine:
+            is_machine, reason = (
+                True,
+                _(
+                    "Someone signed in to the CRM loaded it (a quoted copy in a conversation), "
+                    "not a recipient."
+                ),
+            )
         event = self.create(
             {
                 "outbox_id": outbox.id,

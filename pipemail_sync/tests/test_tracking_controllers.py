@@ -109,8 +109,10 @@ class TestTrackingControllers(HttpCase):
     def setUp(self):
         super().setUp()
         # every test starts from a fresh log and a "not notified yet" email
-        self.Event.search([]).unlink()
+        self.Event.search([("outbox_id.user_id", "=", self.sender.id)]).unlink()
         self.outbox.first_open_notified = False
+        last = self.env["bus.bus"].sudo().search([], order="id desc", limit=1)
+        self.bus_start = last.id or 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -137,7 +139,11 @@ class TestTrackingControllers(HttpCase):
         )
 
     def bus_notices(self):
-        return self.env["bus.bus"].sudo().search([("message", "ilike", "Email opened")])
+        return (
+            self.env["bus.bus"]
+            .sudo()
+            .search([("id", ">", self.bus_start), ("message", "ilike", "Email opened")])
+        )
 
     # ------------------------------------------------------------------ the pixel
 
@@ -251,18 +257,25 @@ class TestTrackingControllers(HttpCase):
         self.get(self.pixel)
         self.assertIn("after sending", self.events().machine_reason)
         self.outbox.sent_date = fields.Datetime.now() - timedelta(hours=1)
-        self.Event.search([]).unlink()
+        self.Event.search([("outbox_id.user_id", "=", self.sender.id)]).unlink()
         for _i in range(3):
             self.get(self.pixel)
         self.assertEqual(self.events().sorted("id").mapped("is_machine"), [False, False, True])
         self.assertIn("within 2 seconds", self.events(is_machine=True).machine_reason)
 
-    def test_senders_own_session_is_not_an_open(self):
+    def test_crm_sessions_are_not_opens(self):
         self.authenticate(self.sender.login, self.sender.login)
         self.get(self.pixel)
         event = self.events()
         self.assertTrue(event.is_machine)
         self.assertIn("sender opened it in their own session", event.machine_reason)
+        # a colleague reading a reply that quotes the email, inside the CRM
+        colleague = new_test_user(self.env, "pm_colleague", groups="sales_team.group_sale_salesman")
+        self.authenticate(colleague.login, colleague.login)
+        self.get(self.pixel)
+        event = self.events()[:1]
+        self.assertTrue(event.is_machine)
+        self.assertIn("signed in to the CRM", event.machine_reason)
         self.assertFalse(self.notifications())
 
     # ------------------------------------------------------------------ clicks
