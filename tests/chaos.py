@@ -462,6 +462,7 @@ class ChaosClient(threading.Thread):
             typ, data = client.uid("MOVE", chosen, f'"{target}"')
             self.ops["move"] += 1
         else:
+            chosen = ",".join(str(u) for u in self._pick(uids, 2))
             typ, data = client.uid("STORE", chosen, "+FLAGS.SILENT", "(\\Deleted)")
             if typ == "OK":
                 typ, data = client.uid("EXPUNGE", chosen)
