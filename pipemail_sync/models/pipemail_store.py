@@ -146,6 +146,7 @@ class OdooStore:
         self._labels: dict[str, object] = {}
         self._partners: dict[str, object] = {}
         self._remaining: dict[tuple[str, str], int] = {}
+        self._requeue: dict[int, list[str]] = {}
         self.stored = 0
         self.failed = 0
         self.own_emails = {
@@ -342,13 +343,19 @@ class OdooStore:
         old = self.env["pipemail.message.location"].search(
             [("folder_id", "=", folder.id), ("uidvalidity", "!=", uidvalidity)]
         )
-        self.env["pipemail.writeback"].search(
+        voided = self.env["pipemail.writeback"].search(
             [
                 ("folder_id", "=", folder.id),
                 ("uidvalidity", "!=", uidvalidity),
                 ("state", "=", "pending"),
             ]
-        ).write({"state": "stale", "error": "the folder was reset on the server"})
+        )
+        # flag changes are re-aimed once the message is found again at its new UID;
+        # moves are not (the user may see the message back and decide again)
+        for row in voided.filtered(lambda r: r.op in ("seen", "unseen", "flag", "unflag")):
+            if row.message_id:
+                self._requeue.setdefault(row.message_id.id, []).append(row.op)
+        voided.write({"state": "stale", "error": "the folder was reset on the server"})
         messages = old.message_id
         old.unlink()
         messages.filtered(lambda m: not m.location_ids).write({"removed": True})
@@ -462,6 +469,8 @@ class OdooStore:
                     existing[rm.key] = message
             if message:
                 self._set_location(message, rm.location, rm.flags, rm.modseq)
+                for op in self._requeue.pop(message.id, []):
+                    message._queue_writeback(op)
                 vals = {"removed": False} if message.removed else {}
                 if rm.labels:
                     vals["label_ids"] = [(4, self._label(n).id) for n in rm.labels]

@@ -268,6 +268,34 @@ class TestSync(PipemailDovecotCase):
         self.sync(account)
         self.assertTrue(message.removed)
 
+    def test_uidvalidity_change_rekeys_without_duplicates(self):
+        """RELIABILITY 4 in Odoo: same records, same links, no write-back to old UIDs."""
+        login, account = self.new_mailbox()
+        for n in range(3):
+            self.deliver(login, make_mail(subject=f"Deal {n}", message_id=f"<v{n}@x.example>"))
+        self.sync(account)
+        message = self.message(account, "v0@x.example")
+        lead = self.env["crm.lead"].create({"name": "Kept"})
+        message.thread_id.action_link(lead)
+        old_validity = message.location_ids.uidvalidity
+        # a write-back queued before the server rebuilt the folder
+        message.thread_id.with_user(self.sally).action_mark_read()
+        pending = self.env["pipemail.writeback"].search([("message_id", "=", message.id)])
+        self.assertEqual(pending.state, "pending")
+        self.dovecot.set_uidvalidity(login, "INBOX", old_validity + 1000)
+        self.sync(account)
+        messages = self.env["pipemail.message"].search([("account_id", "=", account.id)])
+        self.assertEqual(len(messages), 3, "no duplicates after the rebuild")
+        self.assertEqual(self.message(account, "v0@x.example"), message)
+        self.assertEqual(message.location_ids.uidvalidity, old_validity + 1000)
+        self.assertEqual(message.thread_id.lead_id, lead)
+        self.assertEqual(pending.state, "stale", "never written to an address of the old folder")
+        # the read state is re-aimed at the message's new address and written next time
+        self.sync(account)
+        flags = {r["message_id"]: r["flags"] for r in self.dovecot.fetch_state(login, "INBOX")}
+        self.assertIn("\\Seen", flags["<v0@x.example>"])
+        self.assertNotIn("\\Seen", flags["<v1@x.example>"])
+
     # ------------------------------------------------------------------ health
 
     def test_wrong_password_marks_reconnect_without_retry_storm(self):
