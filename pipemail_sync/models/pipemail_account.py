@@ -498,7 +498,12 @@ class PipemailAccount(models.Model):
         try:
             report = engine.check_account(sudo_self._pipemail_config())
         except pm_errors.PipemailError as exc:
-            self._record_failure(exc, notify=False)
+            if self.state == "draft":
+                # not connected yet: the answer is for the person at the form, nothing
+                # to back off from or to notify about
+                sudo_self.write({"last_error": str(exc), "error_code": exc.code})
+            else:
+                self._record_failure(exc, notify=False)
             return self._notification(_("Connection failed"), str(exc), "danger")
         except UserError as exc:
             return self._notification(_("Connection failed"), exc.args[0], "warning")
