@@ -27,7 +27,7 @@ for svc in dovecot postgresql; do
   fi
 done
 
-if ! "$PY" -c "import pipemail, imapclient, msal, google.auth, lxml, openai, aiosmtpd, hypothesis, pytest, ruff" >/dev/null 2>&1; then
+if ! "$PY" -c "import pipemail, imapclient, msal, google.auth, lxml, openai, aiosmtpd, hypothesis, pytest, ruff, pylint_odoo" >/dev/null 2>&1; then
   echo "bootstrap: pip install -e .[test,dev]"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
 fi

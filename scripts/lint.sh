@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Ruff lint and format check over the whole repository (configuration in pyproject.toml).
+# Ruff lint and format check over the whole repository (configuration in pyproject.toml),
+# then pylint-odoo's mandatory checks over the addons.
 # scripts/lint.sh --fix rewrites what ruff can fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,3 +12,5 @@ else
   "$PY" -m ruff check --output-format concise .
   "$PY" -m ruff format --check .
 fi
+# pylint-odoo's mandatory checks over the addons (.pylintrc-mandatory)
+"$PY" -m pylint --rcfile=.pylintrc-mandatory pipemail_sync pipemail_ai pipemail_campaigns

@@ -308,7 +308,8 @@ class PipemailAccount(models.Model):
         idle.stop_watchers(self.env.cr.dbname, set(self.ids))
         return super().unlink()
 
-    def copy(self, default=None):
+    # a mailbox is never copied: no super on purpose
+    def copy(self, default=None):  # pylint: disable=method-required-super
         raise UserError(_("A mailbox cannot be duplicated: connect it again instead."))
 
     # ------------------------------------------------------------------ secrets

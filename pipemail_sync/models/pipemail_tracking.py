@@ -110,7 +110,8 @@ class PipemailTrackingEvent(models.Model):
 
     # ------------------------------------------------------------------ append-only
 
-    def write(self, vals):
+    # append-only log: no super on purpose
+    def write(self, vals):  # pylint: disable=method-required-super
         raise AccessError(_("Email opens and clicks are a log: they cannot be changed."))
 
     def unlink(self):

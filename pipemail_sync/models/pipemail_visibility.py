@@ -424,6 +424,8 @@ class PipemailThread(models.Model):
         ]
         rows = []
         # keep the caller's order; redact runs of metadata-only rows
+        # consecutive runs, not odoo.tools.groupby's global grouping: order matters here
+        # pylint: disable-next=bad-builtin-groupby
         for is_hidden, run in itertools.groupby(self, key=lambda t: t in hidden):
             records = self.browse([t.id for t in run])
             rows += super(PipemailThread, records)._export_rows(

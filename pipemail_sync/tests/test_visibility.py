@@ -68,6 +68,7 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
         _logger.info(
             "pipemail visibility %s: %d probes, %d leaks", label, self.probes, len(self.leaks)
         )
+        # pylint: disable-next=print-used
         print(f"pipemail visibility {label}: {self.probes} probes, {len(self.leaks)} leaks")  # noqa: T201
         self.assertEqual(self.leaks, [], "visibility leaks")
 
