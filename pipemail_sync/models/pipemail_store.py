@@ -865,6 +865,10 @@ class OdooStore:
     def _report_progress(self) -> None:
         """Initial-sync progress and backlog from what the engine said is left to fetch
         (renews this worker's lease on the account at the same time)."""
+        if not self._remaining:
+            # nothing known about what is left yet: keep the figures, renew the lease
+            self.account._set_progress(self.account.progress, self.account.backlog)
+            return
         backlog = sum(self._remaining.values())
         stored = self.env["pipemail.message"].search_count([("account_id", "=", self.account.id)])
         total = stored + backlog

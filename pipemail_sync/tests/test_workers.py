@@ -121,14 +121,28 @@ class TestWorkers(PipemailDovecotCase):
                 return real_commit()
 
             env.cr.commit = counting_commit
+            progress_seen = []
+            original_progress = module.PipemailAccount._set_progress
+
+            def recording_progress(record, progress, backlog):
+                progress_seen.append((progress, backlog))
+                return original_progress(record, progress, backlog)
+
             try:
                 module.PipemailAccount._pipemail_config = small_batches
+                module.PipemailAccount._set_progress = recording_progress
                 done = env["pipemail.account"]._cron_sync(limit_seconds=60)
             finally:
                 module.PipemailAccount._pipemail_config = original
+                module.PipemailAccount._set_progress = original_progress
                 env.cr.commit = real_commit
             self.assertIn(account, done)
             self.assertGreaterEqual(len(commits), 4, "one commit per batch of 2 out of 7")
+            # the initial-sync progress moved up through the run, with a backlog shown
+            partial = [p for p, backlog in progress_seen if 0 < p < 100 and backlog]
+            self.assertTrue(partial, progress_seen)
+            values = [p for p, _b in progress_seen]
+            self.assertEqual(values, sorted(values))
         with self.worker_env() as other:
             account = other["pipemail.account"].browse(account.id)
             self.assertEqual(account.state, "connected", account.last_error)
