@@ -256,6 +256,39 @@ class TestCompose(ComposeWorld, TransactionCase):
         with self.assertRaisesRegex(UserError, r"accepts at most 2 MB"):
             wizard._pipemail_check()
 
+    def test_picked_files_are_copied_and_links_checked(self):
+        doc = self.env["ir.attachment"].create(
+            {
+                "name": "lead.pdf",
+                "raw": b"%PDF lead",
+                "res_model": "crm.lead",
+                "res_id": self.lead.id,
+            }
+        )
+        wizard = self.composer(res_model="crm.lead", res_id=self.lead.id).save()
+        wizard.write({"attachment_ids": [Command.link(doc.id)], "subject": "Files"})
+        outbox = wizard._pipemail_create_outbox().sudo()
+        self.assertEqual((doc.res_model, doc.res_id), ("crm.lead", self.lead.id), "left in place")
+        self.assertEqual(outbox.attachment_ids.mapped("name"), ["lead.pdf"])
+        self.assertNotIn(doc, outbox.attachment_ids)
+        # over RPC, a record the writer cannot read is refused as a link target
+        own_only = new_test_user(
+            self.env, "pm_ownonly", email="o@ourco.example", groups="sales_team.group_sale_salesman"
+        )
+        self.env["pipemail.account"].create(
+            {
+                "name": "o",
+                "email": "o@ourco.example",
+                "imap_host": "imap.ourco.example",
+                "smtp_host": "smtp.ourco.example",
+                "user_id": own_only.id,
+            }
+        )
+        wizard = self.composer(user=own_only).save()
+        wizard.write({"email_to": "bob@acme.example", "lead_id": self.lead.id})
+        with self.assertRaises(AccessError):
+            wizard._pipemail_check()
+
     # ------------------------------------------------------------------ replies
 
     def test_reply_reply_all_forward_defaults(self):

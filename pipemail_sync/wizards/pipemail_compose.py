@@ -395,6 +395,10 @@ class PipemailCompose(models.TransientModel):
         if not (to or cc or bcc):
             raise UserError(_("Add at least one recipient."))
         self.attachment_ids.check_access("read")
+        # over RPC these can be anything: the new conversation is linked to them
+        (self.lead_id | self.thread_id.lead_id).check_access("read")
+        (self.project_id | self.thread_id.project_id).check_access("read")
+        self.partner_id.check_access("read")
         limit, provider = self.env["pipemail.outbox"]._pipemail_size_limit(self.account_id.sudo())
         try:
             pm_outbound.check_size(self._pipemail_estimate(), limit, provider)
@@ -446,9 +450,19 @@ class PipemailCompose(models.TransientModel):
                 }
             )
         )
+        # files uploaded in this composer move to the outbox row; any other file the
+        # user picked (a lead's, a template's) is copied, never taken from its owner
         attachments = self.attachment_ids.sudo()
-        attachments.write({"res_model": outbox._name, "res_id": outbox.id})
-        outbox.sudo().attachment_ids = [(6, 0, attachments.ids)]
+        own = attachments.filtered(
+            lambda a: (
+                a.res_model == self._name
+                and a.res_id in (0, self.id)
+                and a.create_uid.id == self.env.uid
+            )
+        )
+        own.write({"res_model": outbox._name, "res_id": outbox.id})
+        copies = (attachments - own).copy({"res_model": outbox._name, "res_id": outbox.id})
+        outbox.sudo().attachment_ids = [(6, 0, (own | copies).ids)]
         self.outbox_id = outbox
         outbox._pipemail_prepare()
         return outbox
