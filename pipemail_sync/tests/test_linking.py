@@ -231,3 +231,20 @@ class TestLinking(PipemailDovecotCase):
         self.assertIn("12 desks", str(lead.description))
         self.assertEqual(thread.lead_id, lead)
         self.assertEqual(thread.link_mode, "manual")
+
+    def test_never_links_across_companies(self):
+        other = self.env["res.company"].create({"name": "Other Co (linking)"})
+        theirs = self.env["crm.lead"].create(
+            {"name": "Their chairs", "partner_id": self.bob.id, "company_id": other.id}
+        )
+        login, account = self.new_mailbox()
+        self.deliver(login, make_mail(subject="Chairs", message_id="<xc1@acme.example>"))
+        self.sync(account)
+        thread = self._thread_of(account, "xc1@acme.example")
+        self.assertFalse(thread.lead_id)
+        self.assertNotIn(theirs.id, thread.suggestion_ids.mapped("res_id"))
+        # nor retroactively
+        self.env["crm.lead"].create(
+            {"name": "More of theirs", "partner_id": self.bob.id, "company_id": other.id}
+        )
+        self.assertFalse(thread.lead_id)
