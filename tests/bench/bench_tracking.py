@@ -213,9 +213,12 @@ def main() -> int:
             port, gport = tier.free_port(), tier.free_port()
             env = dict(os.environ, PYTHONPATH=str(_REPO))
             server_log = open(log, "ab")  # noqa: SIM115 - closed in finally
+            # one database given by --database and no --db-filter: Odoo then skips the
+            # pg_database listing it otherwise runs for every request without a session
+            served = [a for a in args if not a.startswith("--db-filter")]
             server = subprocess.Popen(
                 [
-                    *args,
+                    *served,
                     "--workers=2",
                     f"--http-port={port}",
                     f"--gevent-port={gport}",
