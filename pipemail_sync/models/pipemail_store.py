@@ -20,7 +20,7 @@ from odoo import fields
 from odoo.tools import SQL, html_sanitize, plaintext2html
 
 from pipemail import linking, threads
-from pipemail.text import normalize_subject
+from pipemail.text import detect_direction, html_to_text, normalize_subject
 from pipemail.types import (
     FolderState,
     Location,
@@ -730,6 +730,9 @@ class OdooStore:
             "body_html": body_html or (plaintext2html(body_text) if body_text else False),
             "body_text": body_text or False,
             "snippet": parsed.snippet or False,
+            "text_direction": detect_direction(body_text or html_to_text(body_html) or "")
+            if body_text or body_html
+            else False,
             "is_read": "\\Seen" in rm.flags,
             "is_flagged": "\\Flagged" in rm.flags,
             "direction": direction,

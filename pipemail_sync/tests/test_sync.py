@@ -120,6 +120,19 @@ class TestSync(PipemailDovecotCase):
         self.assertEqual(len(copies.thread_id), 2, "conversations never span mailboxes")
         self.assertEqual(copies.thread_id.owner_id, self.sally | colleague)
 
+    def test_right_to_left_mail_is_marked(self):
+        login, account = self.new_mailbox()
+        self.deliver(
+            login,
+            make_mail(
+                subject="مرحبا", message_id="<ar@x.example>", body="مرحبا، نود الحصول على عرض سعر"
+            ),
+        )
+        self.deliver(login, make_mail(subject="Hello", message_id="<en@x.example>"))
+        self.sync(account)
+        self.assertEqual(self.message(account, "ar@x.example").text_direction, "rtl")
+        self.assertEqual(self.message(account, "en@x.example").text_direction, "ltr")
+
     def test_duplicate_and_missing_message_ids_are_kept(self):
         login, account = self.new_mailbox()
         self.deliver(login, make_mail(subject="One", message_id="<dup@x.example>", body="first"))
