@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError
-from odoo.tools import misc
+from odoo.tools import SQL, misc
 
 from pipemail import tracking as pm_tracking
 
@@ -178,26 +178,39 @@ class PipemailTrackingEvent(models.Model):
         ref = self._pipemail_verify(kind, token)
         if ref is None or (kind == pm_tracking.KIND_CLICK) != (ref.link is not None):
             return None
-        # narrow sudo: a signed token names one email; the visitor is anonymous
-        outbox_sudo = self.env["pipemail.outbox"].sudo().browse(ref.message).exists()
-        if not outbox_sudo or not outbox_sudo.tracking or not outbox_sudo.sent_date:
+        # a signed token names one email; only the four columns a hit needs are read
+        # (the row itself holds the whole body: no ORM prefetch of it on every hit)
+        rows = self.env.execute_query(
+            SQL(
+                "SELECT sent_date, user_id, first_open_notified FROM pipemail_outbox"
+                " WHERE id = %s AND tracking AND sent_date IS NOT NULL",
+                ref.message,
+            )
+        )
+        if not rows:
             return None
+        sent_date, user_id, notified = rows[0]
         target = None
         if kind == pm_tracking.KIND_CLICK:
-            link_sudo = (
-                self.env["pipemail.tracking.link"]
-                .sudo()
-                .search(
-                    [("outbox_id", "=", outbox_sudo.id), ("link_index", "=", ref.link)], limit=1
+            links = self.env.execute_query(
+                SQL(
+                    "SELECT url FROM pipemail_tracking_link WHERE outbox_id = %s"
+                    " AND link_index = %s",
+                    ref.message,
+                    ref.link,
                 )
             )
-            target = pm_tracking.safe_redirect_target(link_sudo.url) if link_sudo else None
+            target = pm_tracking.safe_redirect_target(links[0][0]) if links else None
             if not target:
                 return None
         if (method or "GET").upper() != "HEAD":
+            # narrow sudo: the visitor is anonymous, the token was checked above
             self.sudo()._pipemail_record(
-                outbox_sudo,
+                ref.message,
                 kind,
+                sent_date=sent_date,
+                sender_id=user_id,
+                notified=bool(notified),
                 link=ref.link,
                 url=target,
                 method=method,
@@ -207,7 +220,21 @@ class PipemailTrackingEvent(models.Model):
             )
         return target or True
 
-    def _pipemail_record(self, outbox, kind, *, link, url, method, user_agent, ip, session_uid):
+    def _pipemail_record(
+        self,
+        outbox_id,
+        kind,
+        *,
+        sent_date,
+        sender_id,
+        notified,
+        link,
+        url,
+        method,
+        user_agent,
+        ip,
+        session_uid,
+    ):
         """Insert the event, labelled; tell the sender about the first human open.
 
         A hit carrying a CRM user's session is the sender, or a colleague looking at a
@@ -215,14 +242,14 @@ class PipemailTrackingEvent(models.Model):
         recipient opening it.
         """
         now = fields.Datetime.now()
-        sender_session = bool(session_uid) and session_uid == outbox.user_id.id
+        sender_session = bool(session_uid) and session_uid == sender_id
         colleague = (
             bool(session_uid)
             and not sender_session
             and not self.env["res.users"].browse(session_uid).exists().share
         )
         recent = self.search_read(
-            [("outbox_id", "=", outbox.id), ("ts", ">=", now - RECENT_WINDOW)],
+            [("outbox_id", "=", outbox_id), ("ts", ">=", now - RECENT_WINDOW)],
             ["ts", "kind", "link_index"],
             limit=50,
         )
@@ -239,7 +266,7 @@ class PipemailTrackingEvent(models.Model):
         is_machine, reason = classify(
             user_agent or "",
             ip or "",
-            outbox.sent_date,
+            sent_date,
             now,
             method or "GET",
             sender_session,
@@ -256,7 +283,7 @@ class PipemailTrackingEvent(models.Model):
             )
         event = self.create(
             {
-                "outbox_id": outbox.id,
+                "outbox_id": outbox_id,
                 "kind": kind,
                 "link_index": link if link is not None else False,
                 "url": url or False,
@@ -267,8 +294,8 @@ class PipemailTrackingEvent(models.Model):
                 "machine_reason": reason or False,
             }
         )
-        if kind == pm_tracking.KIND_OPEN and not is_machine:
-            outbox._pipemail_first_open(event)
+        if kind == pm_tracking.KIND_OPEN and not is_machine and not notified:
+            self.env["pipemail.outbox"].browse(outbox_id)._pipemail_first_open(event)
         return event
 
 
