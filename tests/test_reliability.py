@@ -39,6 +39,7 @@ from chaos import (
     structural,
 )
 
+from pipemail.errors import ConnectionLost
 from pipemail.imap import ImapSession
 from pipemail.mime import message_key, parse_message
 from pipemail.store import JsonlStore, MemoryStore
@@ -303,12 +304,13 @@ def test_3_connection_cut_inside_large_literals_and_kick(dovecot, tcp_proxy):
 
 
 @pytest.mark.slow
-def test_5_chaos_client_then_one_sync_gives_identical_state(dovecot):
+def test_5_chaos_client_then_one_sync_gives_identical_state(dovecot, tcp_proxy):
     """A chaos client (own IMAP connection, seeded) appends, flags, moves and expunges
     across INBOX/Sent/Archive/Trash while two stores sync over and over: one through
-    CONDSTORE/QRESYNC, one as on Microsoft 365 (no CONDSTORE, flags by diff). Then the
-    client pauses, each store syncs once (the no-CONDSTORE one with its full
-    reconciliation due), and both must equal the server: divergences = 0.
+    CONDSTORE/QRESYNC, one as on Microsoft 365 (no CONDSTORE, flags by diff). The syncs
+    go through a TCP proxy that drops every connection every 1-4 s. Then the client
+    pauses, each store syncs once (the no-CONDSTORE one with its full reconciliation
+    due), and both must equal the server: divergences = 0.
 
     Duration: ``PIPEMAIL_CHAOS_SECONDS`` (default 30 s to keep CI short; RELIABILITY.md
     asks for 120 s: ``PIPEMAIL_CHAOS_SECONDS=120``). The duration is printed.
@@ -318,27 +320,51 @@ def test_5_chaos_client_then_one_sync_gives_identical_state(dovecot):
     user = dovecot.add_user()
     seed_mailbox(dovecot, user, 300, seed=505)
     folders = SYNC_FOLDERS
-    qresync = account_config(dovecot, user, key="q", folders=folders)
+    proxy = tcp_proxy(dovecot.host, dovecot.ssl_port)
+    qresync = account_config(dovecot, user, key="q", folders=folders, port=proxy.port)
     # A small recent window: mid-chaos, older flag changes are left for the full
     # reconciliation, which the checkpoint sync then has to get right on its own.
     uiddiff = account_config(
-        dovecot, user, key="u", folders=folders, disable_condstore=True, recent_window=50
+        dovecot,
+        user,
+        key="u",
+        folders=folders,
+        port=proxy.port,
+        disable_condstore=True,
+        recent_window=50,
     )
     store = MemoryStore()
     for config in (qresync, uiddiff):
-        assert sync_account(config, store).ok
+        report = sync_account(config, store)
+        assert report.ok, report.errors
 
     chaos = ChaosClient(dovecot, user, seed=seed, folders=folders)
     chaos.start()
+    stop_drops = threading.Event()
+    drops = Counter()
+
+    def dropper(rng: random.Random = random.Random(seed + 1)) -> None:
+        while not stop_drops.wait(rng.uniform(1.0, 4.0)):
+            drops["connections"] += proxy.close_all(reset=rng.random() < 0.5)
+            drops["times"] += 1
+
+    dropping = threading.Thread(target=dropper, daemon=True)
+    dropping.start()
     syncs = 0
     errors: list[str] = []
     inconsistent: list[str] = []
-    retries = quarantined = 0
+    retries = quarantined = aborted = 0
     started = time.monotonic()
     try:
         while time.monotonic() - started < seconds:
             for config in (qresync, uiddiff):
-                report = sync_account(config, store, retries=3)
+                try:
+                    report = sync_account(config, store, retries=3)
+                except ConnectionLost:
+                    # Cut more often than it retries: the run gives up, as documented;
+                    # the next one resumes from the committed cursors.
+                    aborted += 1
+                    continue
                 syncs += 1
                 retries += report.retries
                 quarantined += report.quarantined
@@ -350,6 +376,8 @@ def test_5_chaos_client_then_one_sync_gives_identical_state(dovecot):
                 if shape.divergences:
                     inconsistent.append(f"after sync {syncs}: {shape.summary()}")
     finally:
+        stop_drops.set()
+        dropping.join()
         chaos.stop()
     elapsed = time.monotonic() - started
     assert not chaos.is_alive()
@@ -366,8 +394,9 @@ def test_5_chaos_client_then_one_sync_gives_identical_state(dovecot):
     }
     print(
         f"\nRELIABILITY 5: seed={seed} chaos={elapsed:.0f}s (PIPEMAIL_CHAOS_SECONDS={seconds:g}) "
-        f"ops={dict(chaos.ops)} syncs={syncs} sync_errors={len(errors)} retries={retries} "
-        f"quarantined={quarantined} lag_before_checkpoint={lag} "
+        f"ops={dict(chaos.ops)} syncs={syncs} aborted={aborted} sync_errors={len(errors)} "
+        f"retries={retries} "
+        f"quarantined={quarantined} drops={dict(drops)} lag_before_checkpoint={lag} "
         f"inconsistent_midway={len(inconsistent)} "
         f"server_messages={sum(len(r) for r in snapshot.values())} "
         + " ".join(f"{key}: divergences={c.divergences}" for key, c in results.items())
@@ -378,6 +407,7 @@ def test_5_chaos_client_then_one_sync_gives_identical_state(dovecot):
     assert errors == [], errors[:5]
     assert inconsistent == [], inconsistent[:5]
     assert sum(chaos.ops.values()) > seconds  # the client really worked
+    assert syncs >= 2  # and so did the syncs, through the drops
 
 
 # ---------------------------------------------------------------- test 7
