@@ -108,6 +108,12 @@ class PipemailTrackingEvent(models.Model):
     is_machine = fields.Boolean(string="Machine", readonly=True)
     machine_reason = fields.Char(string="Why Machine", readonly=True)
 
+    def init(self):
+        self.env.cr.execute(
+            "CREATE INDEX IF NOT EXISTS pipemail_tracking_event_outbox_ts_idx"
+            " ON pipemail_tracking_event (outbox_id, ts)"
+        )
+
     # ------------------------------------------------------------------ append-only
 
     # append-only log: no super on purpose
@@ -248,14 +254,18 @@ class PipemailTrackingEvent(models.Model):
             and not sender_session
             and not self.env["res.users"].browse(session_uid).exists().share
         )
-        recent = self.search_read(
-            [("outbox_id", "=", outbox_id), ("ts", ">=", now - RECENT_WINDOW)],
-            ["ts", "kind", "link_index"],
-            limit=50,
+        # what the burst rules need: the last few hits of this email (index below)
+        recent = self.env.execute_query(
+            SQL(
+                "SELECT ts, kind, link_index FROM pipemail_tracking_event"
+                " WHERE outbox_id = %s AND ts >= %s ORDER BY ts DESC LIMIT 20",
+                outbox_id,
+                now - RECENT_WINDOW,
+            )
         )
         earlier = [
-            pm_tracking.TrackingEvent(at=r["ts"], kind=r["kind"], link=r["link_index"])
-            for r in recent
+            pm_tracking.TrackingEvent(at=ts, kind=kind, link=link_index)
+            for ts, kind, link_index in recent
         ]
         classify = (
             pm_tracking.classify_open
