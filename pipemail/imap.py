@@ -538,6 +538,14 @@ def _connect_error(exc: BaseException, server: ServerConfig) -> PipemailError:
             "name, or ask an administrator to install the right certificate authority.",
             detail=f"{where}: {exc}",
         )
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | imaplib.IMAP4.abort):
+        # The connection was closed in the middle of the handshake or the greeting (a
+        # dropped link, a restarting server): nothing says the settings are wrong.
+        return ConnectFailed(
+            "The connection to the mail server was closed while connecting. "
+            "The sync will try again later.",
+            detail=f"{where}: {exc}",
+        )
     if isinstance(exc, ssl.SSLError | ssl.CertificateError):
         return TLSFailed(
             "A secure (TLS) connection could not be established with the server. "
