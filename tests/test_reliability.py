@@ -39,7 +39,7 @@ from chaos import (
     structural,
 )
 
-from pipemail.errors import ConnectionLost
+from pipemail.errors import ConnectFailed, ConnectionLost
 from pipemail.imap import ImapSession
 from pipemail.mime import message_key, parse_message
 from pipemail.store import JsonlStore, MemoryStore
@@ -360,9 +360,9 @@ def test_5_chaos_client_then_one_sync_gives_identical_state(dovecot, tcp_proxy):
             for config in (qresync, uiddiff):
                 try:
                     report = sync_account(config, store, retries=3)
-                except ConnectionLost:
-                    # Cut more often than it retries: the run gives up, as documented;
-                    # the next one resumes from the committed cursors.
+                except (ConnectionLost, ConnectFailed):
+                    # Cut more often than it retries, or while connecting: the run gives
+                    # up, as documented; the next one resumes from the committed cursors.
                     aborted += 1
                     continue
                 syncs += 1
