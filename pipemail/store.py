@@ -24,12 +24,11 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipemail.text import normalize_subject
-from pipemail.threads import assign_thread, new_thread_key
+from pipemail.threads import MemoryThreadLookup
 from pipemail.types import (
     Address,
     FlagChange,
@@ -109,7 +108,7 @@ class MemoryStore:
         # (account, folder) -> uidvalidity -> uid -> key
         self._index: dict[tuple[str, str], dict[int, dict[int, str]]] = {}
         # Gmail thread id, then header evidence, then the strict subject rule; per owner
-        self._threads = IndexedThreads()
+        self._threads = MemoryThreadLookup()
         self._writes: dict[str, dict[Any, WriteBack]] = {}
         self._results: dict[str, dict[Any, WriteResult]] = {}
         self.batches = 0
@@ -307,104 +306,6 @@ class MemoryStore:
                 self._drop_location(account, old)
                 if msg.removed:
                     msg.removed = False  # still exists on the server, just not located yet
-
-
-@dataclass(slots=True)
-class _ThreadInfo:
-    subjects: set[str] = field(default_factory=set)
-    participants: set[str] = field(default_factory=set)
-    dates: list[datetime] = field(default_factory=list)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-
-
-class IndexedThreads:
-    """A :class:`pipemail.threads.ThreadLookup` that stays fast on big mailboxes.
-
-    The decision is still :func:`pipemail.threads.assign_thread`'s; this only answers
-    its questions with indexes. ``threads_for_subject`` returns exactly the threads the
-    subject rule can accept for the message being placed (same subject, at least two
-    shared participants, inside the window) instead of every thread with the subject:
-    a thread sharing two participants appears in at least two (person, subject) lists,
-    so scanning all lists but the largest (the owner's) finds it. Not thread-safe on
-    its own: MemoryStore calls it under its lock.
-    """
-
-    def __init__(self) -> None:
-        self._by_id: dict[tuple[str, str], str] = {}
-        self._by_ref: dict[tuple[str, str], str] = {}
-        self._info: dict[tuple[str, str], _ThreadInfo] = {}
-        self._by_person_subject: dict[tuple[str, str, str], set[str]] = {}
-        self._people: frozenset[str] = frozenset()
-
-    def place(self, owner: str, msg: ParsedMessage, *, gm_thrid: int | None = None) -> str:
-        self._people = frozenset(a.email for a in msg.participants)
-        try:
-            key = assign_thread(msg, owner=owner, lookup=self, gm_thrid=gm_thrid)
-        finally:
-            self._people = frozenset()
-        if key is None:
-            key = new_thread_key(msg)
-        self.record(owner, msg, key)
-        return key
-
-    def record(self, owner: str, msg: ParsedMessage, key: str) -> None:
-        self._by_id.setdefault((owner, msg.message_id), key)
-        refs = list(msg.references)
-        if msg.in_reply_to:
-            refs.append(msg.in_reply_to)
-        for ref in refs:
-            if ref and ref != msg.message_id:
-                self._by_ref.setdefault((owner, ref), key)
-        info = self._info.setdefault((owner, key), _ThreadInfo())
-        subject = normalize_subject(msg.subject)
-        people = {a.email for a in msg.participants}
-        new_subjects = {subject} - info.subjects
-        new_people = people - info.participants
-        info.subjects |= new_subjects
-        info.participants |= new_people
-        # keep the cross product (person x subject) of the whole thread indexed
-        for person in info.participants:
-            for subj in new_subjects if person not in new_people else info.subjects:
-                self._by_person_subject.setdefault((owner, person, subj), set()).add(key)
-        if msg.date is not None:
-            info.dates.append(_aware(msg.date))
-
-    def thread_for_message_ids(self, owner: str, ids: list[str]) -> str | None:
-        for mid in ids:
-            key = self._by_id.get((owner, mid)) or self._by_ref.get((owner, mid))
-            if key:
-                return key
-        return None
-
-    def threads_for_subject(
-        self,
-        owner: str,
-        normalized_subject: str,
-        since: datetime,
-        until: datetime | None = None,
-    ) -> list[tuple[str, set[str]]]:
-        lists = [
-            self._by_person_subject.get((owner, person, normalized_subject), set())
-            for person in self._people
-        ]
-        lists = sorted((x for x in lists if x), key=len)
-        if len(lists) < 2:
-            return []
-        candidates: set[str] = set().union(*lists[:-1])
-        since, until = _aware(since), _aware(until) if until is not None else None
-        hits: list[tuple[datetime, str, set[str]]] = []
-        for key in candidates:
-            info = self._info[(owner, key)]
-            if len(info.participants & self._people) < 2:
-                continue
-            inside = [d for d in info.dates if d >= since and (until is None or d <= until)]
-            if inside:
-                hits.append((max(inside), key, set(info.participants)))
-        hits.sort(key=lambda h: h[0], reverse=True)
-        return [(key, people) for _, key, people in hits]
 
 
 def _addr(address: Address | None) -> str:

@@ -304,31 +304,55 @@ def _subject_match(
 
 @dataclass
 class _ThreadInfo:
+    order: int  # creation order: the tie-break among threads last dated at the same instant
     subjects: set[str] = field(default_factory=set)
     participants: set[str] = field(default_factory=set)
-    dates: list[datetime] = field(default_factory=list)
+    dates: list[datetime] = field(default_factory=list)  # timezone-aware
 
 
 class MemoryThreadLookup:
     """In-memory :class:`ThreadLookup` for tests and the memory store, per owner.
 
     ``record`` files a message under a key; ``place`` = assign (or start) + record.
+
+    Indexed so it stays fast on big mailboxes: Message-IDs and references map to their
+    thread, and every (person, normalised subject) pair of a thread is indexed. Asked
+    directly, ``threads_for_subject`` answers the protocol's question (every thread
+    with the subject). While ``place`` decides, it answers only the threads the subject
+    rule can accept for the message being placed (at least two shared participants):
+    such a thread appears in at least two of the message's (person, subject) lists, so
+    scanning all lists but the largest (usually the owner's) finds it. The rule then
+    picks the same thread either way. Not thread-safe: MemoryStore calls it under its
+    lock.
     """
 
     def __init__(self) -> None:
         self._by_id: dict[tuple[str, str], str] = {}
         self._by_ref: dict[tuple[str, str], str] = {}
         self._threads: dict[tuple[str, str], _ThreadInfo] = {}
+        self._by_subject: dict[tuple[str, str], set[str]] = {}
+        self._by_person_subject: dict[tuple[str, str, str], set[str]] = {}
 
     def record(self, owner: str, msg: ParsedMessage, thread_key: str) -> None:
         self._by_id.setdefault((owner, msg.message_id), thread_key)
         for ref in _reference_chain(msg):
             self._by_ref.setdefault((owner, ref), thread_key)
-        info = self._threads.setdefault((owner, thread_key), _ThreadInfo())
-        info.subjects.add(normalize_subject(msg.subject))
-        info.participants.update(a.email for a in msg.participants)
+        info = self._threads.get((owner, thread_key))
+        if info is None:
+            info = self._threads[(owner, thread_key)] = _ThreadInfo(order=len(self._threads))
+        subject = normalize_subject(msg.subject)
+        new_subjects = {subject} - info.subjects
+        new_people = {a.email for a in msg.participants} - info.participants
+        info.subjects |= new_subjects
+        info.participants |= new_people
+        for subj in new_subjects:
+            self._by_subject.setdefault((owner, subj), set()).add(thread_key)
+        # keep the cross product (person x subject) of the whole thread indexed
+        for person in info.participants:
+            for subj in new_subjects if person not in new_people else info.subjects:
+                self._by_person_subject.setdefault((owner, person, subj), set()).add(thread_key)
         if msg.date is not None:
-            info.dates.append(msg.date)
+            info.dates.append(_aware(msg.date))
 
     def place(
         self,
@@ -339,7 +363,11 @@ class MemoryThreadLookup:
         subject_window: timedelta = DEFAULT_SUBJECT_WINDOW,
     ) -> str:
         key = assign_thread(
-            msg, owner=owner, lookup=self, gm_thrid=gm_thrid, subject_window=subject_window
+            msg,
+            owner=owner,
+            lookup=_Placing(self, frozenset(a.email for a in msg.participants)),
+            gm_thrid=gm_thrid,
+            subject_window=subject_window,
         )
         if key is None:
             key = new_thread_key(msg)
@@ -360,19 +388,67 @@ class MemoryThreadLookup:
         since: datetime,
         until: datetime | None = None,
     ) -> list[tuple[str, set[str]]]:
-        hits: list[tuple[datetime, str, set[str]]] = []
-        for (o, key), info in self._threads.items():
-            if o != owner or normalized_subject not in info.subjects:
-                continue
-            inside = [
-                d
-                for d in info.dates
-                if _aware(d) >= since and (until is None or _aware(d) <= until)
-            ]
+        candidates = self._by_subject.get((owner, normalized_subject), set())
+        return self._hits(owner, candidates, since, until)
+
+    def _threads_sharing(
+        self,
+        owner: str,
+        normalized_subject: str,
+        people: frozenset[str],
+        since: datetime,
+        until: datetime | None,
+    ) -> list[tuple[str, set[str]]]:
+        """:meth:`threads_for_subject` narrowed to threads sharing two of ``people``."""
+        lists = [
+            self._by_person_subject.get((owner, person, normalized_subject), set())
+            for person in people
+        ]
+        lists = sorted((x for x in lists if x), key=len)
+        if len(lists) < MIN_SHARED_PARTICIPANTS:
+            return []
+        candidates = {
+            key
+            for key in set().union(*lists[:-1])
+            if len(self._threads[(owner, key)].participants & people) >= MIN_SHARED_PARTICIPANTS
+        }
+        return self._hits(owner, candidates, since, until)
+
+    def _hits(
+        self, owner: str, candidates: Iterable[str], since: datetime, until: datetime | None
+    ) -> list[tuple[str, set[str]]]:
+        """``candidates`` dated inside ``[since, until]``, most recent first, older
+        threads first among equals."""
+        since, until = _aware(since), _aware(until) if until is not None else None
+        hits: list[tuple[datetime, int, str, set[str]]] = []
+        for key in candidates:
+            info = self._threads[(owner, key)]
+            inside = [d for d in info.dates if d >= since and (until is None or d <= until)]
             if inside:
-                hits.append((max(inside), key, set(info.participants)))
-        hits.sort(key=lambda h: h[0], reverse=True)
-        return [(key, people) for _, key, people in hits]
+                hits.append((max(inside), -info.order, key, set(info.participants)))
+        hits.sort(key=lambda h: (h[0], h[1]), reverse=True)
+        return [(key, people) for _, _, key, people in hits]
+
+
+class _Placing:
+    """The lookup as :meth:`MemoryThreadLookup.place` shows it to :func:`assign_thread`
+    for one message: subject candidates narrowed to the ones the rule can accept."""
+
+    def __init__(self, lookup: MemoryThreadLookup, people: frozenset[str]) -> None:
+        self._lookup = lookup
+        self._people = people
+
+    def thread_for_message_ids(self, owner: str, ids: list[str]) -> str | None:
+        return self._lookup.thread_for_message_ids(owner, ids)
+
+    def threads_for_subject(
+        self,
+        owner: str,
+        normalized_subject: str,
+        since: datetime,
+        until: datetime | None = None,
+    ) -> list[tuple[str, set[str]]]:
+        return self._lookup._threads_sharing(owner, normalized_subject, self._people, since, until)
 
 
 def _aware(value: datetime) -> datetime:
