@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import binascii
 import email
+import email.feedparser
 import email.parser
 import email.policy
 import email.utils
@@ -73,6 +74,7 @@ MAX_ID_LENGTH = 995
 SYNTH_DOMAIN = "pipemail.invalid"
 
 _POLICY = email.policy.compat32
+_MISSING = object()
 
 # --------------------------------------------------------------------- public API
 
@@ -134,6 +136,8 @@ def _fix_8bit(value: str) -> str:
 
 
 def _unfold(value: str) -> str:
+    if "\n" not in value and "\r" not in value:
+        return value
     return _CRLF.sub(" ", _FOLD.sub("", value))
 
 
@@ -228,15 +232,52 @@ def normalize_address(addr: str) -> str:
     return f"{local}@{domain}"
 
 
+# An RFC 5322 dot-atom address and the characters a plain display name may not hold:
+# ``getaddresses``' specials, a backslash, whitespace other than space and tab.
+_DOT_ATOM = r'[^()<>@,:;".\[\]\s\\]+(?:\.[^()<>@,:;".\[\]\s\\]+)*'
+_PLAIN_ADDR = re.compile(f"{_DOT_ATOM}@{_DOT_ATOM}")
+_NOT_PLAIN_NAME = re.compile(r'[()<>@,:;"\[\]\\]|[^\S \t]')
+
+
+def _simple_addresses(values: list[str]) -> list[tuple[str, str]] | None:
+    """``getaddresses(values)`` for the everyday shapes, else ``None``.
+
+    Handles comma-separated ``addr@host``, ``<addr@host>`` and ``Plain Name
+    <addr@host>`` (no quotes, comments, groups or empty entries), which is what nearly
+    every mail carries, and gives exactly what ``getaddresses`` gives for them (name
+    words joined by one space). Anything else is left to ``getaddresses``.
+    """
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        for item in value.split(","):
+            item = item.strip(" \t")
+            if item.endswith(">"):
+                lt = item.rfind("<")
+                if lt < 0:
+                    return None
+                addr, name = item[lt + 1 : -1], item[:lt]
+                if name and _NOT_PLAIN_NAME.search(name):
+                    return None
+                name = " ".join(name.split())
+            else:
+                addr, name = item, ""
+            if not _PLAIN_ADDR.fullmatch(addr):
+                return None
+            pairs.append((name, addr))
+    return pairs
+
+
 def parse_addresses(values: Iterable[str]) -> list[Address]:
     """Addresses from raw header values; garbage entries are skipped, never fatal."""
     joined = [_unfold(_fix_8bit(v)) for v in values if v]
     if not joined:
         return []
-    try:
-        pairs = email.utils.getaddresses(joined)
-    except Exception:  # noqa: BLE001 - a parser bug on one header must not lose the mail
-        pairs = []
+    pairs = _simple_addresses(joined)
+    if pairs is None:
+        try:
+            pairs = email.utils.getaddresses(joined)
+        except Exception:  # noqa: BLE001 - a parser bug on one header must not lose the mail
+            pairs = []
     result: list[Address] = []
     seen: set[str] = set()
     for name, addr in pairs:
@@ -275,10 +316,40 @@ def _message_ids(value: str) -> list[str]:
     return out
 
 
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# The RFC 5322 date nearly every mail carries ("Sun, 01 Nov 2026 08:48:00 +0100",
+# perhaps followed by a comment such as "(UTC)").
+_PLAIN_DATE = re.compile(
+    r"\s*(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?(\d{1,2})\s+(" + "|".join(_MONTHS) + r")\s+"
+    r"([1-9]\d{3})\s+(\d\d):(\d\d):(\d\d)\s+([+-])(\d\d)(\d\d)(?:\s+\([^()]*\))?\s*"
+)
+
+
+def _parsedate_tz(value: str) -> tuple[int | None, ...] | None:
+    """``email.utils.parsedate_tz``, with the usual shape read by one regex."""
+    match = _PLAIN_DATE.fullmatch(value)
+    if match is None:
+        return email.utils.parsedate_tz(value)
+    day, month, year, hour, minute, second, sign, tzh, tzm = match.groups()
+    offset = int(tzh) * 3600 + int(tzm) * 60
+    return (
+        int(year),
+        _MONTHS.index(month) + 1,
+        int(day),
+        int(hour),
+        int(minute),
+        int(second),
+        0,
+        1,
+        -1,
+        -offset if sign == "-" else offset,
+    )
+
+
 def _parse_date(value: str | None, fallback: datetime | None) -> datetime | None:
     if value:
         try:
-            parts = email.utils.parsedate_tz(_unfold(_fix_8bit(value)))
+            parts = _parsedate_tz(_unfold(_fix_8bit(value)))
         except Exception:  # noqa: BLE001 - stdlib date parser raises on odd input
             parts = None
         if parts is not None:
@@ -339,9 +410,322 @@ class _ShallowMessage(Message):
         ctype = Message.get_content_type(self)
         return "application/octet-stream" if ctype.startswith("message/") else ctype
 
+    def _get_params_preserve(self, failobj: object, header: str) -> object:
+        """The stdlib's parameter list, parsed once per header value.
+
+        ``get_param`` / ``get_filename`` / ``get_boundary`` each re-parse the whole
+        header; a part is asked for its boundary, file name, name and charset. The
+        list depends only on the header's value, so it is kept per value (a replaced
+        header is simply a new key); values the stdlib hands out as ``Header`` objects
+        (8-bit bytes) are not cached.
+        """
+        value = self.get(header, _MISSING)
+        if value is _MISSING:
+            return failobj
+        if not isinstance(value, str):
+            return Message._get_params_preserve(self, failobj, header)
+        cache: dict[str, object] | None = self.__dict__.get("_pm_params")
+        if cache is None:
+            cache = self.__dict__["_pm_params"] = {}
+        params = cache.get(value)
+        if params is None:
+            params = cache[value] = Message._get_params_preserve(self, failobj, header)
+        return params
+
 
 def _ctype(part: Message) -> str:
+    """The part's real content type (``message/*`` included)."""
     return Message.get_content_type(part)
+
+
+# --------------------------------------------------------------------- structure
+
+# The stdlib feed parser's own patterns, so our splitter reads lines exactly as it does.
+_HEADER_LINE = email.feedparser.headerRE
+_EOL = email.feedparser.NLCRE_eol
+_BOL = email.feedparser.NLCRE_bol
+# A run of lines the feed parser takes as header lines (its ``headerRE`` on each), and
+# one field of such a run as ``Compat32.header_source_parse`` splits it: the name, and
+# the value with leading blanks and the final line break removed.
+_HEADER_BLOCK = re.compile(r"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\r\n]*(?:\r\n|\r|\n|\Z))*")
+_HEADER_FIELD = re.compile(
+    r"([\041-\071\073-\176]+):[ \t]*([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)(?:\r\n|\r|\n)?"
+)
+_STRUCTURE_MAX_DEPTH = 40
+"""Multipart nesting the fast splitter handles; deeper messages go to the stdlib parser."""
+
+
+class _Fallback(Exception):
+    """The fast splitter met a shape it does not reproduce: use the stdlib parser."""
+
+
+def _parse_structure(raw: bytes) -> Message:
+    """``email.message_from_bytes(raw, _class=_ShallowMessage, policy=compat32)``, faster.
+
+    The stdlib feed parser reads line by line through a stack of generators and
+    compiles a regular expression for every multipart boundary it meets; as every
+    message has its own boundary, ``re``'s cache never helps and the compile alone
+    costs more than the rest of our parse. :class:`_Splitter` builds the same tree
+    (same headers, payloads, preamble, epilogue, default types; parse defects, which
+    nothing here reads, are not recorded) with ``str.find`` over the whole text. For
+    the rare shapes it does not reproduce -- a ``From`` line ending a header block,
+    nesting deeper than ``_STRUCTURE_MAX_DEPTH``, any unexpected error -- it hands
+    the message to the stdlib parser, so the result never differs.
+    """
+    text = raw.decode("ascii", "surrogateescape")
+    try:
+        return _Splitter(text).run()
+    except Exception:  # noqa: BLE001 - _Fallback, or anything else: the stdlib decides
+        return email.message_from_bytes(raw, _class=_ShallowMessage, policy=_POLICY)
+
+
+class _Splitter:
+    """A port of ``email.feedparser.FeedParser._parsegen`` for :class:`_ShallowMessage`.
+
+    ``pos`` is the start of the next unread line. A line ends after ``\\r\\n``, ``\\n``
+    or a lone ``\\r`` (the feed parser's universal newlines). ``seps`` is the stack of
+    enclosing boundaries: a line matching one of them is a false end of file for
+    everything inside, as in ``BufferedSubFile.readline``.
+    """
+
+    __slots__ = ("found", "n", "pos", "seps", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.n = len(text)
+        self.pos = 0
+        self.seps: list[str] = []
+        # sep -> (searched_from, first boundary line at or after it, or n)
+        self.found: dict[str, tuple[int, int]] = {}
+
+    def run(self) -> Message:
+        root = _ShallowMessage(policy=_POLICY)
+        self._part(root, 0)
+        return root
+
+    # ------------------------------------------------------------- lines
+    def _line_end(self, start: int) -> int:
+        text = self.text
+        nl = text.find("\n", start)
+        if nl < 0:
+            nl = self.n
+        cr = text.find("\r", start, nl)
+        if cr < 0:
+            return nl + 1 if nl < self.n else nl
+        return nl + 1 if cr + 1 == nl < self.n else cr + 1
+
+    def _boundary(self, start: int, end: int, sep: str) -> int:
+        """0: not a boundary line; 1: ``--sep``; 2: the closing ``--sep--``.
+
+        Same as the feed parser's ``(?P<sep>SEP)(?P<end>--)?(?P<ws>[ \\t]*)
+        (?P<linesep>\\r\\n|\\r|\\n)?$`` matched against the line.
+        """
+        text = self.text
+        if not text.startswith(sep, start, end):
+            return 0
+        rest = text[start + len(sep) : end]
+        closing = rest.startswith("--")
+        if closing:
+            rest = rest[2:]
+        rest = rest.lstrip(" \t")
+        if rest and rest not in ("\r\n", "\n", "\r"):
+            return 0
+        return 2 if closing else 1
+
+    def _at_eof(self, start: int, end: int) -> bool:
+        for sep in self.seps:
+            if self._boundary(start, end, sep):
+                return True
+        return False
+
+    def _next_eof(self, start: int) -> int:
+        """Start of the first line at or after ``start`` that ends the current part."""
+        stop = self.n
+        text = self.text
+        for sep in self.seps:
+            cached = self.found.get(sep)
+            if cached is not None and cached[0] <= start <= cached[1]:
+                stop = min(stop, cached[1])
+                continue
+            where = start
+            hit = self.n
+            while True:
+                k = text.find(sep, where, stop)
+                if k < 0:
+                    break
+                if (k == 0 or text[k - 1] in "\r\n") and self._boundary(k, self._line_end(k), sep):
+                    hit = k
+                    break
+                where = k + 1
+            if hit < stop:
+                stop = hit
+                self.found[sep] = (start, hit)
+        return stop
+
+    # ------------------------------------------------------------- parts
+    def _headers(self, msg: Message) -> None:
+        """Read a header block; the common shape in one pass of two regexes."""
+        text = self.text
+        start = self.pos
+        block = _HEADER_BLOCK.match(text, start)
+        stop = block.end() if block else start
+        if self.seps and stop > start:
+            lines = text[start:stop]
+            if lines.startswith("--") or "\n--" in lines or "\r--" in lines:
+                self._headers_by_line(msg)  # a boundary line may end the block early
+                return
+        fields: list[tuple[str, str]] = []
+        expected = start
+        for match in _HEADER_FIELD.finditer(text, start, stop):
+            if match.start() != expected:
+                break
+            fields.append((match.group(1), match.group(2)))
+            expected = match.end()
+        if expected != stop:  # From lines, continuations first, empty names...
+            self._headers_by_line(msg)
+            return
+        for name, value in fields:
+            msg.set_raw(name, value)
+        if stop < self.n and text[stop] in "\r\n":
+            stop = self._line_end(stop)  # the blank line between header and body
+        self.pos = stop
+
+    def _headers_by_line(self, msg: Message) -> None:
+        text, n = self.text, self.n
+        pos = self.pos
+        lines: list[str] = []
+        while pos < n:
+            end = self._line_end(pos)
+            if self.seps and self._at_eof(pos, end):
+                break
+            line = text[pos:end]
+            if not _HEADER_LINE.match(line):
+                if line[0] in "\r\n":
+                    pos = end  # the blank line between header and body
+                break
+            lines.append(line)
+            pos = end
+        self.pos = pos
+        if lines:
+            self._set_headers(msg, lines)
+
+    @staticmethod
+    def _set_headers(msg: Message, lines: list[str]) -> None:
+        """``FeedParser._parse_headers`` without the defects."""
+        source = _POLICY.header_source_parse
+        current: list[str] = []
+        last = len(lines) - 1
+        for lineno, line in enumerate(lines):
+            if line[0] in " \t":
+                if current:
+                    current.append(line)
+                continue
+            if current:
+                msg.set_raw(*source(current))
+                current = []
+            if line.startswith("From "):
+                if lineno == 0:
+                    match = _EOL.search(line)
+                    msg.set_unixfrom(line[: -len(match.group(0))] if match else line)
+                    continue
+                if lineno == last:
+                    raise _Fallback("From line at the end of a header block")
+                continue
+            if line.find(":") <= 0:
+                continue
+            current = [line]
+        if current:
+            msg.set_raw(*source(current))
+
+    def _part(self, msg: Message, depth: int) -> str:
+        """Read one part (headers and body); its ``get_content_type()``."""
+        if depth > _STRUCTURE_MAX_DEPTH:
+            raise _Fallback("nested too deeply")
+        self._headers(msg)
+        ctype = msg.get_content_type()
+        boundary = msg.get_boundary() if ctype.startswith("multipart/") else None
+        if boundary is None:
+            end = self._next_eof(self.pos) if self.seps else self.n
+            msg.set_payload(self.text[self.pos : end])
+            self.pos = end
+        else:
+            self._multipart(msg, ctype == "multipart/digest", "--" + boundary, depth)
+        return ctype
+
+    def _multipart(self, msg: Message, digest: bool, sep: str, depth: int) -> None:
+        text, n = self.text, self.n
+        preamble_start = preamble_stop = self.pos
+        capturing = True  # no boundary seen yet: lines read are the preamble
+        closed = False
+        closed_with_eol = False
+        while self.pos < n:
+            pos = self.pos
+            end = self._line_end(pos)
+            if self.seps and self._at_eof(pos, end):
+                break
+            kind = self._boundary(pos, end, sep)
+            if kind == 2:
+                closed = True
+                closed_with_eol = text[end - 1] in "\r\n"
+                self.pos = end
+                break
+            if kind == 0:
+                if not capturing:
+                    raise _Fallback("text between parts")  # the stdlib asserts it cannot be
+                self.pos = preamble_stop = end
+                continue
+            if capturing:
+                capturing = False
+                if pos > preamble_start:
+                    preamble = text[preamble_start:pos]
+                    match = _EOL.search(preamble)
+                    msg.preamble = preamble[: -len(match.group(0))] if match else preamble
+            # A boundary, and any boundary lines right after it (no empty parts).
+            pos = end
+            while pos < n:
+                end = self._line_end(pos)
+                if (self.seps and self._at_eof(pos, end)) or not self._boundary(pos, end, sep):
+                    break
+                pos = end
+            self.pos = pos
+            child = _ShallowMessage(policy=_POLICY)
+            if digest and msg:
+                child.set_default_type("message/rfc822")
+            msg.attach(child)
+            self.seps.append(sep)
+            child_type = self._part(child, depth + 1)
+            self.seps.pop()
+            # RFC 2046: the line break before a boundary belongs to the boundary.
+            if child_type.startswith("multipart/"):
+                epilogue = child.epilogue
+                if epilogue == "":
+                    child.epilogue = None
+                elif epilogue is not None:
+                    match = _EOL.search(epilogue)
+                    if match:
+                        child.epilogue = epilogue[: -len(match.group(0))]
+            else:
+                payload = child._payload  # what the feed parser trims too
+                if isinstance(payload, str):
+                    match = _EOL.search(payload)
+                    if match:
+                        child._payload = payload[: -len(match.group(0))]
+        if capturing:
+            # Never saw a boundary: the lines read are the payload, the rest is dropped.
+            msg.set_payload(text[preamble_start:preamble_stop])
+            self.pos = self._next_eof(self.pos) if self.seps else n
+            msg.epilogue = ""
+            return
+        if not closed:
+            return
+        end = self._next_eof(self.pos) if self.seps else n
+        rest = text[self.pos : end]
+        self.pos = end
+        if not closed_with_eol:
+            match = _BOL.match(rest)
+            if match:
+                rest = rest[len(match.group(0)) :]
+        msg.epilogue = rest
 
 
 class _Parser:
@@ -367,7 +751,7 @@ class _Parser:
 
     # ------------------------------------------------------------- driver
     def run(self) -> ParsedMessage:
-        msg = email.message_from_bytes(self.raw, _class=_ShallowMessage, policy=_POLICY)
+        msg = _parse_structure(self.raw)
         for name, value in msg.raw_items():
             self.headers.setdefault(name.strip().lower(), []).append(value)
         parsed = self._headers_to_parsed()
@@ -496,6 +880,8 @@ class _Parser:
         name = None
         try:
             name = part.get_filename()
+            if name is None:  # neither filename= nor name=: nothing to retry
+                return ""
         except Exception:  # noqa: BLE001 - RFC 2231 decoding bugs: try the raw param
             name = None
         if not name:
