@@ -22,6 +22,7 @@ from pipemail import secrets as pm_secrets
 from pipemail.types import AccountConfig, OAuth2Auth, PasswordAuth, ServerConfig
 
 from .. import engine, oauth
+from ..notifications import notification
 
 _logger = logging.getLogger(__name__)
 
@@ -505,9 +506,9 @@ class PipemailAccount(models.Model):
                 sudo_self.write({"last_error": str(exc), "error_code": exc.code})
             else:
                 self._record_failure(exc, notify=False)
-            return self._notification(_("Connection failed"), str(exc), "danger")
+            return notification(_("Connection failed"), str(exc), "danger")
         except UserError as exc:
-            return self._notification(_("Connection failed"), exc.args[0], "warning")
+            return notification(_("Connection failed"), exc.args[0], "warning")
         if report.folders:
             sudo_self._update_folders(report.folders)
             sudo_self.invalidate_recordset(["folder_ids"])
@@ -515,20 +516,7 @@ class PipemailAccount(models.Model):
         if self.state in ("draft", "error", "reconnect"):
             vals["state"] = "connected"
         sudo_self.write(vals)
-        return self._notification(_("Connection works"), report.summary, "success")
-
-    def _notification(self, title, message, kind):
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "title": title,
-                "message": message,
-                "type": kind,
-                "sticky": kind != "success",
-                "next": {"type": "ir.actions.act_window_close"} if kind == "success" else False,
-            },
-        }
+        return notification(_("Connection works"), report.summary, "success", close=True)
 
     def action_sync_now(self):
         self.ensure_one()
@@ -542,8 +530,8 @@ class PipemailAccount(models.Model):
             raise UserError(_("This mailbox needs to be reconnected before it can sync."))
         self.sudo().write({"next_attempt": False})
         self.env.ref("pipemail_sync.ir_cron_pipemail_sync").sudo()._trigger()
-        return self._notification(
-            _("Sync started"), _("New mail will appear in a moment."), "success"
+        return notification(
+            _("Sync started"), _("New mail will appear in a moment."), "success", close=True
         )
 
     def action_reconnect(self):

@@ -49,6 +49,7 @@ from pipemail import writeback as pm_writeback
 from pipemail.text import normalize_subject
 from pipemail.types import Address
 
+from ..notifications import notification
 from .pipemail_tracking import CLICK_PATH, PIXEL_PATH
 
 _logger = logging.getLogger(__name__)
@@ -836,7 +837,6 @@ class PipemailOutbox(models.Model):
         """What the user sees after Send: a notification, then the composer closes."""
         self.ensure_one()
         outbox = self.sudo()
-        close = {"type": "ir.actions.act_window_close"}
         if outbox.state == "sent":
             title, kind = _("Email sent"), "success"
             message = outbox.rcpt_refused or _("Sent from %(box)s.", box=outbox.email_from)
@@ -856,17 +856,7 @@ class PipemailOutbox(models.Model):
                 "%(error)s It is kept in your Outbox: fix the problem and press Retry.",
                 error=outbox.last_error or "",
             )
-        return {
-            "type": "ir.actions.client",
-            "tag": "display_notification",
-            "params": {
-                "title": title,
-                "message": message,
-                "type": kind,
-                "sticky": kind != "success",
-                "next": close,
-            },
-        }
+        return notification(title, message, kind, close=True)
 
     # ------------------------------------------------------------------ cron
 
