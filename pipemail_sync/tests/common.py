@@ -1,27 +1,54 @@
 """A real Dovecot for the addon's tests, and helpers to write mail into it.
 
-The Dovecot is the engine test suite's harness (``tests/harness/dovecot.py``), found on
-``PYTHONPATH`` (the Odoo tier runs with the repository root there). One server per test
-class: started in ``setUpClass``, stopped in ``tearDownClass``; each test adds its own
-mailbox users, so tests never see each other's mail.
+The Dovecot, OAuth server and SMTP sink are the engine test suite's harness
+(``tests/harness/``); the repository root is computed from this file, so the tests run
+whatever the working directory or PYTHONPATH. One server per test class: started in
+``setUpClass``, stopped in ``tearDownClass``; each test adds its own mailbox users, so
+tests never see each other's mail.
 """
 
 import itertools
+import sys
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 
 from odoo import Command
 from odoo.tests import TransactionCase, new_test_user
 from odoo.tools import config
 
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
 try:
     from tests.harness.dovecot import Dovecot
-except ImportError:  # pragma: no cover - only without the repository on PYTHONPATH
+except ImportError:  # pragma: no cover - only without the repository next to the addon
     Dovecot = None
+try:
+    from tests.harness.oauth_server import OAuthServer
+    from tests.harness.smtp import SmtpSink
+except ImportError:  # pragma: no cover - only without the repository next to the addon
+    OAuthServer = SmtpSink = None
 
 TEST_SECRET_KEY = "pipemail-tests-only-key-0123456789-abcdefghijklmnop"
 _counter = itertools.count(1)
+
+
+def set_class_config(cls, **options):
+    """Set Odoo server options (``odoo.tools.config``) for the test class ``cls``; each
+    comes back to its previous value, or goes away, when the class is done."""
+    for key, value in options.items():
+        cls.addClassCleanup(_restore_config, key, config.get(key))
+        config[key] = value
+
+
+def _restore_config(key, previous):
+    if previous is None:
+        config.options.pop(key, None)
+    else:
+        config[key] = previous
 
 
 def make_mail(
@@ -70,9 +97,7 @@ class PipemailDovecotCase(TransactionCase):
         super().setUpClass()
         if Dovecot is None:
             cls.skipTest(cls, "tests/harness not importable: run with the repository on PYTHONPATH")
-        previous = config.get("pipemail_secret_key")
-        config["pipemail_secret_key"] = TEST_SECRET_KEY
-        cls.addClassCleanup(cls._restore_key, previous)
+        set_class_config(cls, pipemail_secret_key=TEST_SECRET_KEY)
         cls.dovecot = Dovecot()
         cls.addClassCleanup(cls.dovecot.close)
         cls.env = cls.env(
@@ -87,13 +112,6 @@ class PipemailDovecotCase(TransactionCase):
             company_id=cls.company.id,
             company_ids=[Command.set(cls.company.ids)],
         )
-
-    @classmethod
-    def _restore_key(cls, previous):
-        if previous is None:
-            config.options.pop("pipemail_secret_key", None)
-        else:
-            config["pipemail_secret_key"] = previous
 
     # ------------------------------------------------------------------ helpers
 

@@ -1,30 +1,15 @@
 """A salesperson with a mailbox on a private Dovecot whose outgoing server is an
-aiosmtpd sink, for the outbound tests.
-
-The harness lives in the repository's ``tests/`` folder; its path is computed from this
-file, so the tests run whatever the working directory or PYTHONPATH.
+aiosmtpd sink, for the outbound tests (harness: see :mod:`.common`).
 """
 
 import email
 import email.policy
 import logging
-import sys
-from pathlib import Path
 
 from odoo import Command
 from odoo.tests import new_test_user
 
-from .common import PipemailDovecotCase
-
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
-
-try:
-    from tests.harness.oauth_server import OAuthServer
-    from tests.harness.smtp import SmtpSink
-except ImportError:  # pragma: no cover - only without the repository next to the addon
-    OAuthServer = SmtpSink = None
+from .common import OAuthServer, PipemailDovecotCase, SmtpSink  # noqa: F401 - re-exported
 
 SIGNATURE = "<p>Sam Sender — ACME Sales</p>"
 

@@ -5,15 +5,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from odoo import Command
 from odoo.tests import HttpCase, new_test_user, tagged
-from odoo.tools import config
 
-from .common import TEST_SECRET_KEY, make_mail
-
-try:
-    from tests.harness.dovecot import Dovecot
-    from tests.harness.oauth_server import OAuthServer
-except ImportError:  # pragma: no cover - only without the repository on PYTHONPATH
-    Dovecot = OAuthServer = None
+from .common import TEST_SECRET_KEY, Dovecot, OAuthServer, make_mail, set_class_config
 
 
 @tagged("post_install", "-at_install")
@@ -21,17 +14,9 @@ class TestOAuthConnect(HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if Dovecot is None:
+        if Dovecot is None or OAuthServer is None:
             cls.skipTest(cls, "tests/harness not importable")
-        previous = config.get("pipemail_secret_key")
-        config["pipemail_secret_key"] = TEST_SECRET_KEY
-        cls.addClassCleanup(
-            lambda: (
-                config.options.pop("pipemail_secret_key", None)
-                if previous is None
-                else config.__setitem__("pipemail_secret_key", previous)
-            )
-        )
+        set_class_config(cls, pipemail_secret_key=TEST_SECRET_KEY)
         cls.oauth = OAuthServer(client_id="odoo-client", client_secret="odoo-secret")
         cls.addClassCleanup(cls.oauth.stop)
         cls.dovecot = Dovecot(oauth=cls.oauth)
@@ -182,26 +167,15 @@ class TestOAuthMicrosoft(HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        if Dovecot is None:
+        if Dovecot is None or OAuthServer is None:
             cls.skipTest(cls, "tests/harness not importable")
-        saved = {k: config.get(k) for k in ("pipemail_secret_key", "pipemail_cafile")}
-
-        def restore():
-            for key, value in saved.items():
-                if value is None:
-                    config.options.pop(key, None)
-                else:
-                    config[key] = value
-
-        cls.addClassCleanup(restore)
         cls.oauth = OAuthServer(
             rotate_refresh_tokens=True, client_id="ms-client", client_secret="ms-secret"
         )
         cls.addClassCleanup(cls.oauth.stop)
         cls.dovecot = Dovecot(oauth=cls.oauth)
         cls.addClassCleanup(cls.dovecot.close)
-        config["pipemail_secret_key"] = TEST_SECRET_KEY
-        config["pipemail_cafile"] = cls.oauth.cafile
+        set_class_config(cls, pipemail_secret_key=TEST_SECRET_KEY, pipemail_cafile=cls.oauth.cafile)
         params = cls.env["ir.config_parameter"].sudo()
         params.set_param("pipemail.microsoft_client_id", "ms-client")
         params.set_param("pipemail.microsoft_client_secret", "ms-secret")

@@ -14,10 +14,9 @@ from unittest.mock import patch
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, HttpCase, new_test_user, tagged
-from odoo.tools import config
 
 from ..models import pipemail_outbox as outbox_module
-from .common import TEST_SECRET_KEY, make_mail
+from .common import TEST_SECRET_KEY, make_mail, set_class_config
 from .outbound_common import (
     OAuthServer,
     PipemailOutboundCase,
@@ -582,15 +581,7 @@ class TestOutboundXOAuth2(HttpCase):
         super().setUpClass()
         if SmtpSink is None or OAuthServer is None:
             cls.skipTest(cls, "tests/harness not found next to the addon")
-        previous = config.get("pipemail_secret_key")
-        config["pipemail_secret_key"] = TEST_SECRET_KEY
-        cls.addClassCleanup(
-            lambda: (
-                config.options.pop("pipemail_secret_key", None)
-                if previous is None
-                else config.__setitem__("pipemail_secret_key", previous)
-            )
-        )
+        set_class_config(cls, pipemail_secret_key=TEST_SECRET_KEY)
         mail_log = logging.getLogger("mail.log")
         cls.addClassCleanup(mail_log.setLevel, mail_log.level)
         mail_log.setLevel(logging.ERROR)

@@ -17,11 +17,10 @@ from urllib.parse import urlsplit
 
 from odoo import Command, fields
 from odoo.tests import HttpCase, new_test_user, tagged
-from odoo.tools import config
 
 from pipemail import tracking as pm_tracking
 
-from .common import TEST_SECRET_KEY
+from .common import TEST_SECRET_KEY, set_class_config
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IGNORED_HEADERS = {"date", "server"}
@@ -40,9 +39,7 @@ class TestTrackingControllers(HttpCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        previous = config.get("pipemail_secret_key")
-        config["pipemail_secret_key"] = TEST_SECRET_KEY
-        cls.addClassCleanup(cls._restore_key, previous)
+        set_class_config(cls, pipemail_secret_key=TEST_SECRET_KEY)
         cls.env["ir.config_parameter"].sudo().set_param("pipemail.allow_private_hosts", "1")
         company = cls.env.company
         cls.sender = new_test_user(
@@ -72,13 +69,6 @@ class TestTrackingControllers(HttpCase):
             '<a href="mailto:help@ourco.example">mail us</a>.</p>'
         )
         cls.pixel, cls.clicks = cls._paths(cls.outbox)
-
-    @classmethod
-    def _restore_key(cls, previous):
-        if previous is None:
-            config.options.pop("pipemail_secret_key", None)
-        else:
-            config["pipemail_secret_key"] = previous
 
     @classmethod
     def _sent_outbox(cls, body, subject="Our offer", email_to="Carla <carla@customer.example>"):
