@@ -23,6 +23,8 @@ import socket
 import threading
 from datetime import timedelta
 
+import psycopg2
+
 from odoo import api, fields
 from odoo.tools import SQL
 
@@ -136,15 +138,35 @@ def ensure_watchers(env, ids=None) -> dict[int, object]:
                 _watchers[key] = entry
             result[account_id] = entry[0]
     if result:
-        env.cr.execute(
-            SQL(
-                "UPDATE pipemail_account SET idle_owner = %s, idle_until = %s WHERE id IN %s",
-                me,
-                now + LEASE,
-                tuple(result),
-            )
-        )
+        _renew_leases(env, me, now + LEASE, tuple(result))
     return result
+
+
+def _renew_leases(env, owner, until, ids) -> None:
+    """Write this process's push leases in a short transaction of its own.
+
+    The sync cron updates the same account rows (progress, its own lease) in
+    REPEATABLE READ transactions: writing the push lease from the cron's transaction
+    made one of the two fail with a serialization error at every server start. Here a
+    row another transaction holds is skipped (its lease is renewed at the next run,
+    long before it expires) and a conflict costs one renewal, never a cron failure.
+    """
+    try:
+        with env.registry.cursor() as cr:
+            # never make the cron wait on a row lock (SKIP LOCKED; belt and braces)
+            cr.execute("SET LOCAL lock_timeout = '2s'")
+            cr.execute(
+                SQL(
+                    "UPDATE pipemail_account SET idle_owner = %s, idle_until = %s WHERE id IN"
+                    " (SELECT id FROM pipemail_account WHERE id IN %s FOR UPDATE SKIP LOCKED)",
+                    owner,
+                    until,
+                    ids,
+                ),
+                log_exceptions=False,  # an expected conflict, reported below
+            )
+    except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable) as exc:
+        _logger.info("pipemail: push lease renewal postponed: %s", exc)
 
 
 def stop_watchers(dbname=None, ids=None) -> None:
