@@ -789,7 +789,7 @@ class AccountSync:
                 quarantine.pop(next(iter(quarantine)))
         if advance == "new":
             state.uidnext = max(state.uidnext, max(chunk) + 1)
-        else:
+        elif advance == "backfill":
             low = min(chunk)
             state.backfill_low = low if state.backfill_low is None else min(state.backfill_low, low)
         fr.new += len(new)
@@ -859,6 +859,8 @@ class AccountSync:
                 )
                 self._flags_by_diff(name, mb, full=full, changes=changes, gone=gone)
                 if full:
+                    self._fetch_gaps(name, mb, state, high)
+                if full and not self.report.stopped:  # stopped: the next run reconciles
                     state.last_reconcile = self.now()
                     fr.reconciled = True
         state.highestmodseq = mb.highestmodseq
@@ -970,6 +972,32 @@ class AccountSync:
                     )
             done += len(group)
             self._progress(name, "flags", done, len(stored))
+
+    def _fetch_gaps(self, name: str, mb: Mailbox, state: FolderState, high: int) -> None:
+        """Full reconciliation without CONDSTORE: fetch server UIDs below the cursor that
+        were never stored (Exchange can make UID N visible after N+1 was fetched, so the
+        cursor moved past N). Only within the history window, as the backfill sees it:
+        from ``backfill_low`` while a backfill runs, INTERNALDATE SINCE ``state.since``.
+        Quarantined UIDs are left to their retries; ``uidnext`` is not touched.
+
+        Messages skipped by the filters are not stored, so every full reconciliation
+        (each ``reconcile_interval``, 6 h by default) fetches and filters them again:
+        accepted, it keeps the state free of a list of skipped UIDs.
+        """
+        low = state.backfill_low if state.backfill_low is not None else 1
+        criteria: list[Any] = ["SINCE", state.since] if state.since else []
+        known = set(self.store.stored_uids(self.account, name, mb.uidvalidity))
+        known.update(int(u) for u in state.extra.get("quarantine") or {})
+        missing: list[int] = []
+        for _lo, _hi, uids in self.s.search_uids(low, high, criteria):
+            missing.extend(u for u in uids if u not in known)
+        done = 0
+        for chunk, sizes in self._plan(missing):
+            if self.stopped():
+                return
+            self._store_chunk(name, mb, state, chunk, sizes, advance="gap")
+            done += len(chunk)
+            self._progress(name, "gaps", done, len(missing))
 
     def _apply_changes(
         self, name: str, state: FolderState, changes: list[FlagChange], gone: list[Location]

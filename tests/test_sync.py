@@ -650,3 +650,57 @@ def test_check_account_reports_strategy_and_counts(dovecot, imap_user):
     plain = check_account(config(dovecot, imap_user, disable_condstore=True))
     assert plain.strategy == STRATEGY_UIDDIFF
     assert any("CONDSTORE" in note for note in plain.notes)
+
+
+def test_full_reconciliation_fetches_gaps_below_the_cursor(dovecot, imap_user):
+    """Without CONDSTORE a UID below the cursor that was never stored (Exchange making
+    UID N visible after N+1) is fetched by the full reconciliation, within the window."""
+    now = dt.datetime.now(dt.timezone.utc)
+    old = [(mail(n), (), now - dt.timedelta(days=400 + n)) for n in range(1, 4)]
+    recent = [(mail(n), (), now - dt.timedelta(days=n - 10)) for n in range(11, 16)]
+    dovecot.append_many(imap_user, "INBOX", old + recent)
+    clock = [1_000_000.0]
+    cfg = config(
+        dovecot,
+        imap_user,
+        folders=["INBOX"],
+        since=(now - dt.timedelta(days=30)).date(),
+        disable_condstore=True,
+        ignore_capabilities=["ESEARCH"],
+        reconcile_interval=3600,
+    )
+    store = MemoryStore()
+    assert sync_account(cfg, store, now=lambda: clock[0]).folders["INBOX"].new == 5
+    state = store.state(cfg.key, "INBOX")
+    gap = next(
+        u
+        for u, m in store.folder_view(cfg.key, "INBOX").items()
+        if m.message_id == "m13@example.com"
+    )
+    store.apply(
+        SyncBatch(
+            cfg.key, "INBOX", state=state, vanished=[Location("INBOX", state.uidvalidity, gap)]
+        )
+    )
+    assert gap not in store.folder_view(cfg.key, "INBOX")
+
+    clock[0] += 60  # no full reconciliation yet: the gap stays
+    fr = sync_account(cfg, store, now=lambda: clock[0]).folders["INBOX"]
+    assert (fr.new, fr.reconciled) == (0, False)
+
+    clock[0] += 3601
+    fr = sync_account(cfg, store, now=lambda: clock[0]).folders["INBOX"]
+    assert (fr.new, fr.vanished, fr.reconciled) == (1, 0, True)
+    view = store.folder_view(cfg.key, "INBOX")
+    assert view[gap].message_id == "m13@example.com" and not view[gap].removed
+    assert [m.message_id for m in store.messages(cfg.key)].count("m13@example.com") == 1
+    assert store.location_count(cfg.key, "INBOX") == 5  # the old three are not gaps
+    assert sorted(m.message_id for m in view.values()) == [
+        f"m{n}@example.com" for n in range(11, 16)
+    ]
+    assert store.state(cfg.key, "INBOX").uidnext == state.uidnext
+
+    clock[0] += 3601
+    fr = sync_account(cfg, store, now=lambda: clock[0]).folders["INBOX"]
+    assert (fr.new, fr.flag_changes, fr.vanished, fr.reconciled) == (0, 0, 0, True)
+    assert store.location_count(cfg.key, "INBOX") == 5
