@@ -528,6 +528,12 @@ class _Client(IMAPClient):
         return _PlainIMAP4(self.host, self.port, factory)
 
 
+def _dropped(exc: LoginError) -> bool:
+    """imapclient turns a connection dropped during LOGIN/AUTHENTICATE into LoginError;
+    that says nothing about the credentials and must not be reported as a rejection."""
+    return isinstance(exc.__context__, imaplib.IMAP4.abort | OSError)
+
+
 def _connect_error(exc: BaseException, server: ServerConfig) -> PipemailError:
     where = f"{server.host}:{server.port} ({server.security})"
     if isinstance(exc, PipemailError):
@@ -692,6 +698,8 @@ class ImapSession:
                 client.login(auth.username, auth.password)
         except LoginError as exc:
             self.close()
+            if _dropped(exc):
+                raise _connect_error(exc.__context__, self.server)
             raise AuthFailed(AUTH_MESSAGE, detail=_text(exc))
         except PipemailError:
             self.close()
@@ -722,6 +730,8 @@ class ImapSession:
                 return
             except LoginError as exc:
                 self.close()
+                if _dropped(exc):
+                    raise _connect_error(exc.__context__, self.server)
                 if attempt == 1:
                     raise AuthFailed(OAUTH_REJECTED, detail=_text(exc))
                 self.auth_retries += 1

@@ -480,3 +480,45 @@ def test_fast_fetch_parser_declines_what_it_does_not_know():
         fast_parse_fetch([b"1 (UID 1 FLAGS (\\Seen)"])  # unterminated
     with pytest.raises(_Unparsable):
         fast_parse_fetch([(b"1 (UID 1 BODY[] {5}", b"abc")])  # literal of the wrong size
+
+
+def test_connection_dropped_during_login_is_not_a_wrong_password() -> None:
+    """A scripted peer (not a real server) that greets, then hangs up on LOGIN: the
+    credentials were never judged, so the error must be retryable, not "rejected"."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _addr = listener.accept()
+        with conn:
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] scripted peer ready\r\n")
+            data = b""
+            while b"LOGIN" not in data.upper():
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+                if b"CAPABILITY" in data.upper() and b"LOGIN" not in data.upper():
+                    tag = data.split(b" ", 1)[0]
+                    conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+                    data = b""
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    cfg = AccountConfig(
+        key="dropped",
+        imap=ServerConfig(
+            host="127.0.0.1", port=port, security="none", allow_private_hosts=True, timeout=5
+        ),
+        auth=PasswordAuth("someone", "secret"),
+    )
+    try:
+        with pytest.raises(ConnectFailed) as caught:
+            ImapSession.open(cfg)
+        assert not isinstance(caught.value, AuthFailed)
+        assert "closed while connecting" in str(caught.value)
+    finally:
+        thread.join(timeout=5)
+        listener.close()
