@@ -214,9 +214,8 @@ def main() -> int:
             print(f"  Odoo:      http://localhost:{HTTP_PORT}")
             print(f"  Log in as: {result['login']} / {result['password']}  (the demo salesperson)")
             print("         or: admin / admin  (administrator)")
-            print(
-                "  Sales Inbox: CRM > Sales Inbox;  mailbox health: CRM > Configuration > Mailboxes"
-            )
+            print("  Sales Inbox: CRM > Inbox > Sales Inbox")
+            print("  Mailbox health: CRM > Inbox > My Mailboxes")
             print(f"  Mailbox:   {MAILBOX_USER} / {MAILBOX_PASSWORD} on 127.0.0.1:{IMAP_PORT}")
             print("  Ctrl-C stops Odoo, PostgreSQL and Dovecot.")
             print()
