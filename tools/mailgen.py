@@ -122,6 +122,11 @@ def generate(
                 msg.add_attachment(
                     payload, maintype="application", subtype="pdf", filename=f"spec-{produced}.pdf"
                 )
+            # fixed boundaries: the stdlib draws them from the global random generator,
+            # which would make two runs differ byte for byte
+            for depth, part in enumerate(msg.walk()):
+                if part.is_multipart():
+                    part.set_boundary(f"==pm{seed}.{produced}.{depth}==")
             refs.append(mid)
             produced += 1
             yield GeneratedMessage(
