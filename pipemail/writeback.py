@@ -21,7 +21,6 @@ from datetime import datetime, timezone
 
 from pipemail.errors import (
     AuthFailed,
-    CapabilityMissing,
     ConfigError,
     ConnectionLost,
     PipemailError,
@@ -281,11 +280,7 @@ def _move_writes(
                 copied = session.move(uids, target)
         except (ConnectionLost, AuthFailed):
             raise
-        except CapabilityMissing as exc:
-            for write in group:
-                results[write.id] = failed(write, str(exc))
-            continue
-        except PipemailError as exc:
+        except PipemailError as exc:  # CapabilityMissing included: that group fails alone
             for write in group:
                 results[write.id] = failed(write, str(exc))
             continue
