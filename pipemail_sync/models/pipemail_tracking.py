@@ -15,9 +15,9 @@ token it cannot use: the caller learns nothing from a miss, and no row moves.
 import hashlib
 import hmac as std_hmac
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from odoo import _, api, fields, models
+from odoo import _, api, fields, models, tools
 from odoo.exceptions import AccessError
 from odoo.tools import SQL, misc
 
@@ -128,8 +128,13 @@ class PipemailTrackingEvent(models.Model):
     # ------------------------------------------------------------------ tokens
 
     @api.model
+    @tools.ormcache()
     def _pipemail_secret(self):
-        """Signing key of tracking tokens: HMAC of a fixed label under database.secret."""
+        """Signing key of tracking tokens: HMAC of a fixed label under database.secret.
+
+        Cached per registry (every hit needs it twice); changing a system parameter,
+        database.secret included, clears the cache.
+        """
         return misc.hmac(self.env(su=True), TOKEN_SCOPE, "token-key-v1").encode()
 
     @api.model
@@ -184,36 +189,49 @@ class PipemailTrackingEvent(models.Model):
         ref = self._pipemail_verify(kind, token)
         if ref is None or (kind == pm_tracking.KIND_CLICK) != (ref.link is not None):
             return None
-        # a signed token names one email; only the four columns a hit needs are read
-        # (the row itself holds the whole body: no ORM prefetch of it on every hit)
+        now = fields.Datetime.now()
+        # One round trip for everything a hit needs, read only for the email the signed
+        # token names: the email's four columns (not the row, which holds the whole
+        # body), the stored target of the link, and the last few hits of this email
+        # for the burst rules. A hit costs this SELECT and one INSERT, like Odoo's
+        # own open pixel costs a SELECT and a read.
         rows = self.env.execute_query(
             SQL(
-                "SELECT sent_date, user_id, first_open_notified FROM pipemail_outbox"
-                " WHERE id = %s AND tracking AND sent_date IS NOT NULL",
-                ref.message,
+                """
+                SELECT o.sent_date, o.user_id, o.first_open_notified,
+                       (SELECT url FROM pipemail_tracking_link
+                         WHERE outbox_id = o.id AND link_index = %(link)s),
+                       (SELECT json_agg(json_build_array(e.ts, e.kind, e.link_index))
+                          FROM (SELECT ts, kind, link_index FROM pipemail_tracking_event
+                                 WHERE outbox_id = o.id AND ts >= %(since)s
+                              ORDER BY ts DESC LIMIT 20) e)
+                  FROM pipemail_outbox o
+                 WHERE o.id = %(outbox)s AND o.tracking AND o.sent_date IS NOT NULL
+                """,
+                link=ref.link,
+                since=now - RECENT_WINDOW,
+                outbox=ref.message,
             )
         )
         if not rows:
             return None
-        sent_date, user_id, notified = rows[0]
+        sent_date, user_id, notified, url, recent = rows[0]
         target = None
         if kind == pm_tracking.KIND_CLICK:
-            links = self.env.execute_query(
-                SQL(
-                    "SELECT url FROM pipemail_tracking_link WHERE outbox_id = %s"
-                    " AND link_index = %s",
-                    ref.message,
-                    ref.link,
-                )
-            )
-            target = pm_tracking.safe_redirect_target(links[0][0]) if links else None
+            target = pm_tracking.safe_redirect_target(url) if url else None
             if not target:
                 return None
         if (method or "GET").upper() != "HEAD":
+            earlier = [
+                pm_tracking.TrackingEvent(at=datetime.fromisoformat(at), kind=was, link=index)
+                for at, was, index in recent or ()
+            ]
             # narrow sudo: the visitor is anonymous, the token was checked above
             self.sudo()._pipemail_record(
                 ref.message,
                 kind,
+                now=now,
+                earlier=earlier,
                 sent_date=sent_date,
                 sender_id=user_id,
                 notified=bool(notified),
@@ -231,6 +249,8 @@ class PipemailTrackingEvent(models.Model):
         outbox_id,
         kind,
         *,
+        now,
+        earlier,
         sent_date,
         sender_id,
         notified,
@@ -243,30 +263,17 @@ class PipemailTrackingEvent(models.Model):
     ):
         """Insert the event, labelled; tell the sender about the first human open.
 
-        A hit carrying a CRM user's session is the sender, or a colleague looking at a
+        ``earlier`` are this email's hits of the last seconds (the burst rules). A hit
+        carrying a CRM user's session is the sender, or a colleague looking at a
         reply that quotes the email (the reader shows same-site images): never the
         recipient opening it.
         """
-        now = fields.Datetime.now()
         sender_session = bool(session_uid) and session_uid == sender_id
         colleague = (
             bool(session_uid)
             and not sender_session
             and not self.env["res.users"].browse(session_uid).exists().share
         )
-        # what the burst rules need: the last few hits of this email (index below)
-        recent = self.env.execute_query(
-            SQL(
-                "SELECT ts, kind, link_index FROM pipemail_tracking_event"
-                " WHERE outbox_id = %s AND ts >= %s ORDER BY ts DESC LIMIT 20",
-                outbox_id,
-                now - RECENT_WINDOW,
-            )
-        )
-        earlier = [
-            pm_tracking.TrackingEvent(at=ts, kind=kind, link=link_index)
-            for ts, kind, link_index in recent
-        ]
         classify = (
             pm_tracking.classify_open
             if kind == pm_tracking.KIND_OPEN
@@ -291,19 +298,37 @@ class PipemailTrackingEvent(models.Model):
                     "not a recipient."
                 ),
             )
-        event = self.create(
-            {
-                "outbox_id": outbox_id,
-                "kind": kind,
-                "link_index": link if link is not None else False,
-                "url": url or False,
-                "ts": now,
-                "user_agent": _truncate(user_agent, 300) or False,
-                "ip_hash": self._pipemail_ip_hash(ip),
-                "is_machine": is_machine,
-                "machine_reason": reason or False,
-            }
+        # A plain INSERT: the log is append-only, has no computed columns and nothing
+        # in this transaction read it before; the ORM's create() would cost more than
+        # the rest of the hit (the caches that could hold the log are dropped below).
+        # Committed without waiting for the disk (synchronous_commit off for this
+        # transaction only): a database crash may lose the last fraction of a second
+        # of hits (with their first-open flag and notice, together), never corrupt
+        # anything, and a busy pixel does not wait on a WAL flush that Odoo's own
+        # pixel, which writes only on a first open, rarely pays.
+        rows = self.env.execute_query(
+            SQL(
+                """
+                SET LOCAL synchronous_commit TO OFF;
+                INSERT INTO pipemail_tracking_event
+                       (outbox_id, kind, link_index, url, ts, user_agent, ip_hash,
+                        is_machine, machine_reason)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                RETURNING id
+                """,
+                outbox_id,
+                kind,
+                link,
+                url or None,
+                now,
+                _truncate(user_agent, 300) or None,
+                self._pipemail_ip_hash(ip) or None,
+                is_machine,
+                reason or None,
+            )
         )
+        self.env["pipemail.outbox"].invalidate_model(["event_ids"])
+        event = self.browse(rows[0][0])
         if kind == pm_tracking.KIND_OPEN and not is_machine and not notified:
             self.env["pipemail.outbox"].browse(outbox_id)._pipemail_first_open(event)
         return event
