@@ -6,6 +6,11 @@ signed token before reading a row, and answers every miss (forged, unknown,
 cancelled, untracked, a link whose stored target is no longer acceptable) with the
 same bytes and headers as any other miss: nothing to learn from probing. The click
 target comes from the database, never from the request.
+
+``auth="none"``: a hit needs no user (the model method sudoes narrowly after the
+token check), and skipping the public-user lookup takes one query and a fifth of
+the time off every hit. ``readonly=False`` because a hit writes its event
+(``auth="none"`` routes default to a read-only cursor).
 """
 
 import base64
@@ -53,7 +58,8 @@ class PipemailTrackingController(http.Controller):
     @http.route(
         "/pipemail/t/o/<string:token>.gif",
         type="http",
-        auth="public",
+        auth="none",
+        readonly=False,
         methods=["GET", "HEAD"],
         csrf=False,
         save_session=False,
@@ -68,7 +74,8 @@ class PipemailTrackingController(http.Controller):
     @http.route(
         "/pipemail/t/c/<string:token>",
         type="http",
-        auth="public",
+        auth="none",
+        readonly=False,
         methods=["GET", "HEAD"],
         csrf=False,
         save_session=False,

@@ -139,7 +139,10 @@ class TestTrackingControllers(HttpCase):
 
     def test_pixel_counts_a_human_open_and_notifies_once(self):
         self.assertEqual(len(self.clicks), 3, "http links rewritten, mailto left alone")
-        response = self.get(self.pixel)
+        # written on the first try: an auth="none" route gets a read-only cursor unless
+        # told otherwise, and Odoo would then fail the INSERT and run the hit again
+        with self.assertNoLogs("odoo.sql_db", level="ERROR"):
+            response = self.get(self.pixel)
         self.assertEqual(response.status_code, 200)
         self.assertEqual(response.headers["Content-Type"], "image/gif")
         self.assertTrue(response.content.startswith(b"GIF89a"))
