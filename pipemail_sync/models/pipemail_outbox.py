@@ -81,10 +81,17 @@ MAX_ATTEMPTS = len(BACKOFF) + 1
 STALE_SENDING = timedelta(minutes=15)
 """A claim older than this belongs to a worker that died mid-send."""
 MAX_COPY_ATTEMPTS = 5
+INLINE_SENDS = 10
+"""Copies of an individual send sent while the user waits; the rest leave through the
+outbox cron (triggered at once), so a long list cannot outlast the web request."""
+INLINE_GRACE = timedelta(minutes=5)
+"""The cron leaves the copies being sent inline alone this long; after that, a copy the
+request never reached (its worker died) is sent by the cron, still once."""
 PROVIDERS_SAVING_SENT = ("gmail", "microsoft")
 """Gmail and Microsoft 365 file what their SMTP sends in Sent themselves; an APPEND
 would make a second copy."""
 PROVIDER_NAMES = {"gmail": "Gmail", "microsoft": "Outlook"}
+_SPECIALS = set(',;<>@"()[]:\\')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
@@ -118,8 +125,20 @@ def parse_addresses(env, text, strict=True):
     return found
 
 
-def format_addresses(addresses):
-    return ", ".join(str(a) for a in addresses)
+def format_address(email, name=""):
+    """``Name <email>``, the name quoted when it holds a comma or another special, so
+    that the text reads back as the same one address."""
+    email = (email or "").strip()
+    name = " ".join((name or "").split())
+    if not name or name.lower() == email.lower():
+        return email
+    if any(c in _SPECIALS for c in name):
+        name = '"{}"'.format(name.replace("\\", "\\\\").replace('"', '\\"'))
+    return f"{name} <{email}>"
+
+
+def join_addresses(addresses):
+    return ", ".join(format_address(a.email, a.name) for a in addresses)
 
 
 def mark_fragment(html):
@@ -391,6 +410,25 @@ class PipemailOutbox(models.Model):
         self.invalidate_recordset(["state", "sending_since", "attempts"])
         return claimed
 
+    def _pipemail_send_now(self):
+        """Send rows just written in the composer: the first ones while the user waits,
+        the others through the outbox cron, triggered now.
+
+        Every row is stored as ``queued`` before the first one is sent (the first
+        claim commits them all), so whatever happens to this request each is sent
+        exactly once: the claim in :meth:`_pipemail_send_one` is the guard, and the
+        grace time keeps the cron off the rows this request is still working through.
+        """
+        inline, later = self[:INLINE_SENDS], self[INLINE_SENDS:]
+        if len(self) > 1:
+            inline.sudo().write({"next_attempt": fields.Datetime.now() + INLINE_GRACE})
+        if later:
+            cron = self.env.ref("pipemail_sync.ir_cron_pipemail_outbox", raise_if_not_found=False)
+            if cron:
+                cron.sudo()._trigger()
+        for outbox in inline:
+            outbox._pipemail_send_one()
+
     def _pipemail_send_one(self):
         """One attempt. Returns the new state. Never raises for mail problems."""
         self.ensure_one()
@@ -619,8 +657,8 @@ class PipemailOutbox(models.Model):
                     "references": " ".join(parsed.references) or False,
                     "subject": outbox.subject or False,
                     "email_from": str(sender),
-                    "email_to": format_addresses(to) or False,
-                    "email_cc": format_addresses(cc) or False,
+                    "email_to": join_addresses(to) or False,
+                    "email_cc": join_addresses(cc) or False,
                     "participant_emails": ",".join(emails),
                     "author_partner_id": (author or outbox.user_id.partner_id).id,
                     "partner_ids": [(6, 0, (partners - author).ids)],
@@ -748,7 +786,7 @@ class PipemailOutbox(models.Model):
             "simple_notification",
             {
                 "title": _("Email opened"),
-                "message": _("“%(subject)s” was opened.", subject=subject),
+                "message": outbox._pipemail_opened_text(),
                 "type": "info",
                 "sticky": False,
             },
@@ -761,14 +799,29 @@ class PipemailOutbox(models.Model):
         )
         return True
 
+    def _pipemail_opened_text(self):
+        """Who opened, as far as the pixel can tell: the one recipient of an email
+        addressed to one person (each copy of an individual send is), else one of
+        all of them."""
+        subject = self.subject or _("(no subject)")
+        to, cc, bcc = self._pipemail_recipients()
+        everyone = [*to, *cc, *bcc]
+        if len(everyone) == 1:
+            return _(
+                "%(who)s opened your email “%(subject)s”.",
+                who=join_addresses(everyone),
+                subject=subject,
+            )
+        return _(
+            "One of %(who)s opened your email “%(subject)s”.",
+            who=join_addresses(everyone),
+            subject=subject,
+        )
+
     def _pipemail_first_open_body(self, event):
         """The inbox notification's text; every value escaped by Markup's ``%``."""
         return Markup("<p>%s</p><p class='text-muted small'>%s</p>") % (
-            _(
-                "%(who)s opened your email “%(subject)s”.",
-                who=self.email_to or self.email_cc or self.email_bcc or "",
-                subject=self.subject or _("(no subject)"),
-            ),
+            self._pipemail_opened_text(),
             _("First opened %(when)s (UTC).", when=fields.Datetime.to_string(event.ts)),
         )
 
@@ -835,6 +888,8 @@ class PipemailOutbox(models.Model):
 
     def _pipemail_result_action(self):
         """What the user sees after Send: a notification, then the composer closes."""
+        if len(self) > 1:
+            return self._pipemail_batch_result_action()
         self.ensure_one()
         outbox = self.sudo()
         if outbox.state == "sent":
@@ -857,6 +912,55 @@ class PipemailOutbox(models.Model):
                 error=outbox.last_error or "",
             )
         return notification(title, message, kind, close=True)
+
+    def _pipemail_batch_result_action(self):
+        """The notification after an individual send: how many copies left, and who
+        is still owed one (and why), in plain words."""
+        outboxes = self.sudo()
+        by_state = {
+            state: outboxes.filtered(lambda o, s=state: o.state == s) for state, _l in STATES
+        }
+        sent = by_state["sent"]
+        parts = [
+            _(
+                "%(sent)s of %(total)s separate emails sent from %(box)s.",
+                sent=len(sent),
+                total=len(outboxes),
+                box=outboxes[:1].email_from or "",
+            )
+        ]
+        parts += [line for line in sent.mapped("rcpt_refused") if line]
+        queued = by_state["queued"] | by_state["sending"]
+        if queued:
+            parts.append(
+                _(
+                    "%(count)s more are leaving from your Outbox in the background.",
+                    count=len(queued),
+                )
+            )
+        for state, words in (
+            ("retry", _("Will be tried again later")),
+            ("uncertain", _("Maybe not sent")),
+            ("failed", _("Not sent")),
+        ):
+            for outbox in by_state[state]:
+                parts.append(
+                    _(
+                        "%(what)s: %(who)s (%(error)s)",
+                        what=words,
+                        who=outbox.email_to or "",
+                        error=outbox.last_error or "",
+                    )
+                )
+        if len(sent) == len(outboxes):
+            title, kind = _("Emails sent"), "success"
+        elif not sent and not queued and not by_state["retry"]:
+            title, kind = _("Not sent"), "danger"
+        else:
+            title, kind = _("Not all sent yet"), "warning"
+        if kind != "success":
+            parts.append(_("Every email not sent is kept in your Outbox."))
+        return notification(title, " ".join(parts), kind, close=True)
 
     # ------------------------------------------------------------------ cron
 

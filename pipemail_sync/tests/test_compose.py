@@ -3,6 +3,8 @@ kind of record, which mailboxes it offers, signature, templates, tracking prefer
 replies and forwards, right-to-left, sizes, and what it refuses. The last class opens
 it in headless Chromium from a conversation full of XSS vectors."""
 
+import json
+
 from markupsafe import Markup
 
 from odoo import Command
@@ -288,6 +290,108 @@ class TestCompose(ComposeWorld, TransactionCase):
         wizard.write({"email_to": "bob@acme.example", "lead_id": self.lead.id})
         with self.assertRaises(AccessError):
             wizard._pipemail_check()
+
+    # ------------------------------------------------------------------ send individually
+
+    def test_send_individually_refusals_in_plain_words(self):
+        form = self.composer(res_model="crm.lead", res_id=self.lead.id)
+        self.assertFalse(form.individual, "off by default")
+        form.email_cc = "alice@acme.example"
+        form.individual = True
+        form.email_to = '"Doe, Bob" <bob@acme.example>, carol@acme.example; dan@acme.example'
+        self.assertEqual(form.individual_info, "3 separate emails, one per To address")
+        form.email_to = "carol@acme.example"
+        self.assertEqual(form.individual_info, "One email, to this address alone")
+        form.email_to = '"Doe, Bob" <bob@acme.example>, carol@acme.example; dan@acme.example'
+        wizard = form.save()
+        with self.assertRaisesRegex(UserError, "move the Cc and Bcc addresses to To"):
+            wizard._pipemail_check()
+        wizard.write({"email_cc": False, "email_bcc": "eve@acme.example"})
+        with self.assertRaisesRegex(UserError, "move the Cc and Bcc addresses to To"):
+            wizard._pipemail_check()
+        wizard.write({"email_bcc": False, "email_to": False, "email_cc": "alice@acme.example"})
+        with self.assertRaisesRegex(UserError, "move the Cc and Bcc"):
+            wizard._pipemail_check()
+        # the "Recipients per group email" setting, 100 unless set
+        wizard.write(
+            {"email_cc": False, "email_to": ", ".join(f"p{i}@x.example" for i in range(101))}
+        )
+        with self.assertRaisesRegex(
+            UserError, "at most 100 people at once, and this email has 101 To addresses"
+        ):
+            wizard._pipemail_check()
+        self.env["ir.config_parameter"].sudo().set_param("pipemail_campaigns.max_recipients", "2")
+        wizard.email_to = "a@x.example, b@x.example, c@x.example"
+        with self.assertRaisesRegex(UserError, "at most 2 people at once"):
+            wizard._pipemail_check()
+        wizard.email_to = "a@x.example, b@x.example"
+        wizard._pipemail_check()
+        self.assertFalse(
+            self.env["pipemail.outbox"].sudo().search([("user_id", "=", self.owner.id)])
+        )
+
+        # a reply is never split: not offered, and refused when asked over RPC
+        with self.assertRaisesRegex(AssertionError, "invisible field 'individual'"):
+            self.composer(thread_id=self.thread.id, mode="reply_all").individual = True
+        reply = (
+            self.env["pipemail.compose"]
+            .with_user(self.owner)
+            .with_context(default_thread_id=self.thread.id, default_mode="reply")
+            .create({"individual": True})
+        )
+        self.assertEqual(reply.email_to, "Bob Doe <bob@acme.example>")
+        with self.assertRaisesRegex(UserError, "Send individually is for new emails and forwards"):
+            reply._pipemail_check()
+        forward = self.composer(thread_id=self.thread.id, mode="forward")
+        forward.individual = True
+        forward.email_to = "a@x.example, b@x.example"
+        forward.save()._pipemail_check()
+
+    def test_send_individually_one_outbox_per_recipient(self):
+        """Built and stored in one go, before any server: one row, one Message-ID, one
+        set of tracking tokens and one copy of the files per To address."""
+        upload = (
+            self.env["ir.attachment"]
+            .with_user(self.owner)
+            .create({"name": "offer.pdf", "raw": b"%PDF offer", "res_model": "pipemail.compose"})
+        )
+        form = self.composer(res_model="crm.lead", res_id=self.lead.id)
+        form.individual = True
+        form.email_to = '"Doe, Bob" <bob@acme.example>, carol@acme.example, Dan <dan@acme.example>'
+        form.subject = "Offer"
+        form.body = '<p>See <a href="https://shop.example.com/offer">the offer</a></p>'
+        wizard = form.save()
+        wizard.attachment_ids = [Command.link(upload.id)]
+        outboxes = wizard._pipemail_create_outbox().sudo()
+        self.assertEqual(len(outboxes), 3)
+        self.assertEqual(wizard.outbox_ids.sudo(), outboxes)
+        self.assertEqual(
+            outboxes.mapped("email_to"),
+            ['"Doe, Bob" <bob@acme.example>', "carol@acme.example", "Dan <dan@acme.example>"],
+        )
+        self.assertEqual(outboxes.mapped("state"), ["queued"] * 3)
+        self.assertEqual(outboxes.lead_id, self.lead)
+        self.assertEqual(outboxes.mapped("partner_id"), self.bob, "Bob's copy only")
+        self.assertEqual(outboxes[0].partner_id, self.bob)
+        self.assertEqual(len(set(outboxes.mapped("message_id_header"))), 3)
+        self.assertEqual(
+            [json.loads(o.rcpt_pending) for o in outboxes],
+            [["bob@acme.example"], ["carol@acme.example"], ["dan@acme.example"]],
+        )
+        for outbox in outboxes:
+            self.assertEqual(outbox.attachment_ids.mapped("name"), ["offer.pdf"])
+            self.assertEqual(outbox.attachment_ids.raw, b"%PDF offer")
+            self.assertEqual(outbox.link_ids.mapped("url"), ["https://shop.example.com/offer"])
+        self.assertEqual(len(outboxes.attachment_ids), 3, "each copy has its own files")
+        self.assertIn(upload, outboxes.attachment_ids, "the upload moved to the first copy")
+        # an email to several people stays one row; sending it again never makes another
+        wizard = self.composer().save()
+        wizard.write({"email_to": "a@x.example, b@x.example", "email_cc": "c@x.example"})
+        outbox = wizard._pipemail_create_outbox()
+        self.assertEqual(wizard.outbox_ids, outbox)
+        self.assertEqual(
+            json.loads(outbox.sudo().rcpt_pending), ["a@x.example", "b@x.example", "c@x.example"]
+        )
 
     # ------------------------------------------------------------------ replies
 

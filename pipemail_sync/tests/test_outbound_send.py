@@ -26,6 +26,8 @@ from .outbound_common import (
     text_part,
 )
 
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
 
 @tagged("post_install", "-at_install")
 class TestOutboundSend(PipemailOutboundCase):
@@ -569,12 +571,218 @@ class TestOutboundSend(PipemailOutboundCase):
         self.env["pipemail.outbox"]._cron_send_outbox()
         self.assertEqual(self.received(1)[0].data.rstrip(b"\r\n"), raw.rstrip(b"\r\n"))
 
+    # ------------------------------------------------------------------ send individually
 
-@tagged("post_install", "-at_install")
-class TestOutboundXOAuth2(HttpCase):
-    """A Google mailbox sends through SMTP with XOAUTH2, refreshing its access token
-    from the stored refresh token (HttpCase: the token source reads it through the
-    registry's cursor, which only a test-mode registry shares with the test)."""
+    def individual_send(self, to, lead=None, **vals):
+        """Send individually from ``lead`` (a new one by default) to ``to``."""
+        lead = lead or self.env["crm.lead"].create(
+            {"name": "Forty chairs", "partner_id": self.customer.id, "user_id": self.sender.id}
+        )
+        wizard = self.compose(res_model="crm.lead", res_id=lead.id).create(
+            {
+                "individual": True,
+                "email_to": to,
+                "subject": "Our offer",
+                "body": '<p>See <a href="https://shop.example.com/offer">the offer</a>.</p>',
+                **vals,
+            }
+        )
+        action = wizard.action_send()
+        return wizard, wizard.outbox_ids.sudo(), action, lead
+
+    def test_send_individually_one_copy_per_recipient(self):
+        upload = (
+            self.env["ir.attachment"]
+            .with_user(self.sender)
+            .create({"name": "offer.pdf", "raw": b"%PDF offer", "res_model": "pipemail.compose"})
+        )
+        wizard, outboxes, action, lead = self.individual_send(
+            "Carla Customer <carla@customer.example>, dora@customer.example, "
+            '"Doe, Eve" <eve@customer.example>',
+            attachment_ids=[(6, 0, upload.ids)],
+        )
+        self.assertEqual(action["params"]["type"], "success", action["params"]["message"])
+        self.assertIn("3 of 3 separate emails sent", action["params"]["message"])
+        self.assertEqual(outboxes.mapped("state"), ["sent"] * 3)
+        received = self.received(3)
+        self.assertEqual(len(received), 3)
+        self.assertEqual(
+            [m.rcpt_tos for m in received],
+            [["carla@customer.example"], ["dora@customer.example"], ["eve@customer.example"]],
+        )
+        messages = [parse(m.data) for m in received]
+        self.assertEqual(
+            [str(m["To"]) for m in messages],
+            [
+                "Carla Customer <carla@customer.example>",
+                "dora@customer.example",
+                '"Doe, Eve" <eve@customer.example>',
+            ],
+        )
+        everyone = {"carla@customer.example", "dora@customer.example", "eve@customer.example"}
+        for message, envelope in zip(messages, received, strict=True):
+            self.assertIsNone(message["Cc"])
+            self.assertIsNone(message["Bcc"])
+            for other in everyone - set(envelope.rcpt_tos):
+                # nobody else's address anywhere in the bytes a recipient gets
+                self.assertNotIn(other.encode(), envelope.data)
+            files = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
+            self.assertEqual(files, {"offer.pdf": b"%PDF offer"})
+        self.assertEqual([m["Message-ID"] for m in messages], outboxes.mapped("message_id_header"))
+        self.assertEqual(len(set(outboxes.mapped("message_id_header"))), 3)
+        self.assertEqual(self.sink.duplicates(), {})
+
+        # each body carries its own tokens, naming its own copy
+        Event = self.env["pipemail.tracking.event"]
+        for message, outbox in zip(messages, outboxes, strict=True):
+            html = html_part(message)
+            [pixel] = re.findall(r'src="http://crm\.example\.com/pipemail/t/o/([^"]+)\.gif"', html)
+            [click] = re.findall(r'href="http://crm\.example\.com/pipemail/t/c/([^"]+)"', html)
+            self.assertEqual(Event._pipemail_verify("open", pixel).message, outbox.id)
+            self.assertEqual(Event._pipemail_verify("click", click).message, outbox.id)
+            self.assertEqual(outbox.link_ids.mapped("url"), ["https://shop.example.com/offer"])
+        tokens = [re.findall(r"/pipemail/t/[oc]/([^\"]+)", html_part(m)) for m in messages]
+        self.assertEqual(len({t for pair in tokens for t in pair}), 6, "no token shared")
+
+        # each copy is its own sent email, in its own conversation, linked to the lead
+        sent = outboxes.sent_message_id
+        self.assertEqual(len(sent), 3)
+        self.assertEqual(len(sent.thread_id), 3)
+        self.assertEqual(sent.thread_id.lead_id, lead)
+        self.assertEqual(sent.mapped("email_to"), outboxes.mapped("email_to"))
+        self.assertEqual(lead.with_user(self.sender).pipemail_thread_count, 3)
+        self.assertEqual([len(m.attachment_ids) for m in sent], [1, 1, 1])
+        self.assertEqual(outboxes.mapped("partner_id"), self.customer, "Carla's copy")
+
+        # each copy APPENDed to Sent once; the sync recognises all three
+        self.assertEqual(outboxes.mapped("sent_copy_state"), ["done"] * 3)
+        for outbox in outboxes:
+            self.assertEqual(self.sent_folder_copies(outbox.message_id_header), 1)
+        self.sync(self.account)
+        same = self.env["pipemail.message"].search(
+            [
+                ("account_id", "=", self.account.id),
+                ("message_id_header", "in", sent.mapped("message_id_header")),
+            ]
+        )
+        self.assertEqual(same, sent)
+        self.assertEqual([len(m.location_ids) for m in sent], [1, 1, 1])
+
+        # the click replayed sends nothing more
+        wizard.action_send()
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(len(self.sink.messages), 3)
+
+    def test_send_individually_4xx_retries_that_copy_only(self):
+        self.sink.fail_recipient("dora@customer.example", 451)
+        _wizard, outboxes, action, _lead = self.individual_send(
+            "carla@customer.example, dora@customer.example, eve@customer.example"
+        )
+        carla, dora, eve = outboxes
+        self.assertEqual((carla.state, dora.state, eve.state), ("sent", "retry", "sent"))
+        self.assertEqual(action["params"]["type"], "warning")
+        self.assertIn("2 of 3 separate emails sent", action["params"]["message"])
+        self.assertIn(
+            "Will be tried again later: dora@customer.example", action["params"]["message"]
+        )
+        self.assertFalse(dora.sent_message_id, "not in a conversation before it left")
+        self.assertEqual(
+            [m.rcpt_tos for m in self.sink.messages],
+            [["carla@customer.example"], ["eve@customer.example"]],
+        )
+        self.sink.clear_faults()
+        dora.next_attempt = fields.Datetime.now() - timedelta(seconds=1)
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(dora.state, "sent")
+        self.assertTrue(dora.sent_message_id)
+        self.assertEqual(self.sink.messages[-1].rcpt_tos, ["dora@customer.example"])
+        self.assertEqual(
+            self.sink.message_ids(), dict.fromkeys(outboxes.mapped("message_id_header"), 1)
+        )
+        self.assertEqual((carla.attempts, dora.attempts, eve.attempts), (1, 2, 1))
+
+    def test_send_individually_long_list_leaves_through_the_outbox(self):
+        """Past the first copies, the rest wait for the outbox cron (triggered at once)
+        instead of the web request; each still leaves once."""
+        cron = self.env.ref("pipemail_sync.ir_cron_pipemail_outbox")
+        triggers = self.env["ir.cron.trigger"].sudo()
+        before = triggers.search_count([("cron_id", "=", cron.id)])
+        with patch.object(outbox_module, "INLINE_SENDS", 2):
+            _wizard, outboxes, action, _lead = self.individual_send(
+                "a@customer.example, b@customer.example, c@customer.example, d@customer.example"
+            )
+        self.assertEqual(outboxes.mapped("state"), ["sent", "sent", "queued", "queued"])
+        self.assertEqual(action["params"]["type"], "warning")
+        self.assertIn("2 more are leaving from your Outbox", action["params"]["message"])
+        self.assertEqual(triggers.search_count([("cron_id", "=", cron.id)]), before + 1)
+        self.assertFalse(outboxes[0].next_attempt, "sent: nothing left to do")
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(outboxes.mapped("state"), ["sent"] * 4)
+        self.assertEqual(
+            self.sink.message_ids(), dict.fromkeys(outboxes.mapped("message_id_header"), 1)
+        )
+
+    def test_send_individually_request_dies_cron_sends_each_once(self):
+        """The request stored every copy, then died before sending: the cron leaves the
+        copies alone while the request could still be at work, then sends each once."""
+        wizard = self.compose().create(
+            {
+                "individual": True,
+                "email_to": "a@customer.example, b@customer.example, c@customer.example",
+                "subject": "Interrupted",
+                "body": "<p>x</p>",
+            }
+        )
+        outboxes = wizard._pipemail_create_outbox().sudo()
+        with patch.object(type(outboxes), "_pipemail_send_one", lambda self: self.state):
+            outboxes._pipemail_send_now()
+        self.assertEqual(outboxes.mapped("state"), ["queued"] * 3)
+        self.assertTrue(all(o.next_attempt > fields.Datetime.now() for o in outboxes))
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(self.sink.attempts, 0, "not while the request may be sending them")
+        outboxes.write({"next_attempt": fields.Datetime.now() - timedelta(seconds=1)})
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(outboxes.mapped("state"), ["sent"] * 3)
+        wizard.action_send()  # the click replayed
+        self.env["pipemail.outbox"]._cron_send_outbox()
+        self.assertEqual(
+            self.sink.message_ids(), dict.fromkeys(outboxes.mapped("message_id_header"), 1)
+        )
+
+    def test_send_individually_refused_with_cc_or_too_many(self):
+        lead = self.env["crm.lead"].create({"name": "Refused", "partner_id": self.customer.id})
+        with self.assertRaisesRegex(UserError, "move the Cc and Bcc addresses to To"):
+            self.individual_send("carla@customer.example", lead=lead, email_cc="x@customer.example")
+        self.env["ir.config_parameter"].sudo().set_param("pipemail_campaigns.max_recipients", "3")
+        with self.assertRaisesRegex(UserError, "at most 3 people at once"):
+            self.individual_send(", ".join(f"r{i}@customer.example" for i in range(4)), lead=lead)
+        self.assertFalse(self.env["pipemail.outbox"].sudo().search([("lead_id", "=", lead.id)]))
+        self.assertEqual(self.sink.attempts, 0)
+
+    def test_not_individual_is_one_email_to_everyone(self):
+        wizard = self.compose().create(
+            {
+                "email_to": "carla@customer.example, dora@customer.example",
+                "email_cc": "eve@customer.example",
+                "subject": "Together",
+                "body": "<p>x</p>",
+            }
+        )
+        action = wizard.action_send()
+        self.assertEqual(action["params"]["type"], "success")
+        self.assertEqual(wizard.outbox_ids, wizard.outbox_id)
+        [received] = self.received(1)
+        message = parse(received.data)
+        self.assertEqual(
+            received.rcpt_tos,
+            ["carla@customer.example", "dora@customer.example", "eve@customer.example"],
+        )
+        self.assertEqual(str(message["To"]), "carla@customer.example, dora@customer.example")
+        self.assertEqual(str(message["Cc"]), "eve@customer.example")
+
+
+class SinkHttpCase(HttpCase):
+    """HttpCase whose mailboxes send to an aiosmtpd sink (made by ``_make_sink``)."""
 
     @classmethod
     def setUpClass(cls):
@@ -585,12 +793,48 @@ class TestOutboundXOAuth2(HttpCase):
         mail_log = logging.getLogger("mail.log")
         cls.addClassCleanup(mail_log.setLevel, mail_log.level)
         mail_log.setLevel(logging.ERROR)
+        cls.sink = cls._make_sink()
+        cls.addClassCleanup(cls.sink.stop)
+        cls.env["ir.config_parameter"].sudo().set_param("pipemail.allow_private_hosts", "1")
+
+    @classmethod
+    def _make_sink(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def _sink_account(cls, user, **vals):
+        """A connected mailbox of ``user`` whose outgoing server is the sink."""
+        return cls.env["pipemail.account"].create(
+            {
+                "email": user.email,
+                "username": user.email,
+                "imap_host": "127.0.0.1",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": cls.sink.port,
+                "smtp_security": "none",
+                "user_id": user.id,
+                "state": "connected",
+                **vals,
+            }
+        )
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundXOAuth2(SinkHttpCase):
+    """A Google mailbox sends through SMTP with XOAUTH2, refreshing its access token
+    from the stored refresh token (HttpCase: the token source reads it through the
+    registry's cursor, which only a test-mode registry shares with the test)."""
+
+    @classmethod
+    def _make_sink(cls):
         cls.oauth = OAuthServer(client_id="odoo-client", client_secret="odoo-secret")
         cls.addClassCleanup(cls.oauth.stop)
-        cls.sink = SmtpSink(oauth=cls.oauth)
-        cls.addClassCleanup(cls.sink.stop)
+        return SmtpSink(oauth=cls.oauth)
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
         params = cls.env["ir.config_parameter"].sudo()
-        params.set_param("pipemail.allow_private_hosts", "1")
         params.set_param("pipemail.google_client_id", "odoo-client")
         params.set_param("pipemail.google_client_secret", "odoo-secret")
         params.set_param("pipemail.google_token_uri", cls.oauth.token_url)
@@ -600,20 +844,7 @@ class TestOutboundXOAuth2(HttpCase):
             email="gina@gmail.example",
             groups="sales_team.group_sale_salesman",
         )
-        cls.account = cls.env["pipemail.account"].create(
-            {
-                "name": "Gina at Google",
-                "provider": "gmail",
-                "email": "gina@gmail.example",
-                "username": "gina@gmail.example",
-                "imap_host": "127.0.0.1",
-                "smtp_host": "127.0.0.1",
-                "smtp_port": cls.sink.port,
-                "smtp_security": "none",
-                "user_id": cls.user.id,
-                "state": "connected",
-            }
-        )
+        cls.account = cls._sink_account(cls.user, name="Gina at Google", provider="gmail")
 
     def test_send_with_xoauth2_and_token_refresh(self):
         _access, refresh = self.oauth.issue("gina@gmail.example")
@@ -636,3 +867,85 @@ class TestOutboundXOAuth2(HttpCase):
         )
         token_calls = [r for r in self.oauth.requests if r.endpoint == "token"]
         self.assertEqual(len(token_calls), 2, "one refresh per expired token")
+
+
+@tagged("post_install", "-at_install")
+class TestSendIndividuallyTracking(SinkHttpCase):
+    """Opens and clicks of an individual send, through the public routes: each copy
+    counts its own, and the sender is told who opened."""
+
+    @classmethod
+    def _make_sink(cls):
+        return SmtpSink(auth=("tina@ourco.example", "tina-password"))
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env["ir.config_parameter"].sudo().set_param("web.base.url", "http://crm.example.com")
+        cls.user = new_test_user(
+            cls.env,
+            "pm_tina",
+            name="Tina Tracker",
+            email="tina@ourco.example",
+            groups="sales_team.group_sale_salesman",
+            notification_type="inbox",
+        )
+        cls.account = cls._sink_account(cls.user, name="Tina", password="tina-password")
+        cls.lead = cls.env["crm.lead"].create({"name": "Desks", "user_id": cls.user.id})
+
+    def test_each_copy_counts_its_own_opens_and_clicks(self):
+        wizard = (
+            self.env["pipemail.compose"]
+            .with_user(self.user)
+            .with_context(default_res_model="crm.lead", default_res_id=self.lead.id)
+            .create(
+                {
+                    "individual": True,
+                    "tracking": True,
+                    "email_to": "Ann <ann@customer.example>, Ben <ben@customer.example>, "
+                    "cat@customer.example",
+                    "subject": "Desks",
+                    "body": '<p>Our <a href="https://shop.example.com/desks">desks</a></p>',
+                }
+            )
+        )
+        # the server saves what SMTP sent (no Sent-folder APPEND here)
+        with patch.object(outbox_module, "PROVIDERS_SAVING_SENT", ("imap",)):
+            wizard.action_send()
+        outboxes = wizard.outbox_ids.sudo()
+        self.assertEqual(outboxes.mapped("state"), ["sent"] * 3)
+        # opened an hour later: not an instant (machine) hit
+        outboxes.write({"sent_date": fields.Datetime.now() - timedelta(hours=1)})
+        bodies = {
+            m.rcpt_tos[0]: html_part(parse(m.data)) for m in self.sink.wait_for(3, timeout=10)
+        }
+        ann, ben, cat = outboxes
+        pixel = re.search(
+            r'src="http://crm\.example\.com(/pipemail/t/o/[^"]+)"', bodies["ben@customer.example"]
+        )
+        response = self.url_open(pixel.group(1), headers={"User-Agent": FIREFOX})
+        self.assertEqual(response.headers["Content-Type"], "image/gif")
+        outboxes.invalidate_recordset()
+        self.assertEqual(outboxes.mapped("open_count"), [0, 1, 0])
+        self.assertEqual(ben.sent_message_id.pipemail_open_count, 1)
+        self.assertEqual(ann.sent_message_id.pipemail_open_count, 0)
+        self.assertTrue(ben.first_open_notified)
+        self.assertFalse(ann.first_open_notified or cat.first_open_notified)
+        notice = self.env["mail.message"].search(
+            [("model", "=", "pipemail.outbox"), ("res_id", "in", outboxes.ids)]
+        )
+        self.assertEqual(notice.res_id, ben.id, "one notification, on Ben's copy")
+        self.assertIn("Ben &lt;ben@customer.example&gt; opened your email", str(notice.body))
+        self.assertIn(self.user.partner_id, notice.partner_ids)
+
+        click = re.search(
+            r'href="http://crm\.example\.com(/pipemail/t/c/[^"]+)"', bodies["cat@customer.example"]
+        )
+        response = self.url_open(
+            click.group(1), headers={"User-Agent": FIREFOX}, allow_redirects=False
+        )
+        self.assertEqual(response.status_code, 302)
+        self.assertEqual(response.headers["Location"], "https://shop.example.com/desks")
+        outboxes.invalidate_recordset()
+        self.assertEqual(outboxes.mapped("click_count"), [0, 0, 1])
+        self.assertEqual(outboxes.mapped("open_count"), [0, 1, 0])

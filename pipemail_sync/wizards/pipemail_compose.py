@@ -4,11 +4,16 @@ Inbox or from a lead, opportunity, project, contact or company.
 It only gathers what the person wrote and checks what they can fix before anything
 is stored (addresses, size against the provider's limit); the outbox row
 (``pipemail.outbox``) builds the bytes, sends them and keeps them when sending fails.
+
+"Send individually" (new emails and forwards) gives each To address its own outbox
+row: its own copy addressed to that person alone, its own Message-ID, tracking
+tokens, sent message, Sent-folder reconciliation and retries. All rows are built and
+stored in one go, before any server sees one of them.
 """
 
 from markupsafe import Markup
 
-from odoo import _, api, fields, models
+from odoo import Command, _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import clean_context, is_html_empty, plaintext2html
 from odoo.tools.misc import format_datetime
@@ -18,25 +23,16 @@ from pipemail import html as pm_html
 from pipemail import outbound as pm_outbound
 from pipemail.types import Address
 
-from ..models.pipemail_outbox import mark_fragment, parse_addresses
+from ..models.pipemail_outbox import format_address, join_addresses, mark_fragment, parse_addresses
 
 SOURCE_MODELS = ("crm.lead", "project.project", "res.partner")
-_SPECIALS = set(',;<>@"()[]:\\')
-
-
-def format_address(email, name=""):
-    """``Name <email>``, the name quoted when it holds a comma or another special."""
-    email = (email or "").strip()
-    name = " ".join((name or "").split())
-    if not name or name.lower() == email.lower():
-        return email
-    if any(c in _SPECIALS for c in name):
-        name = '"{}"'.format(name.replace("\\", "\\\\").replace('"', '\\"'))
-    return f"{name} <{email}>"
-
-
-def join_addresses(addresses):
-    return ", ".join(format_address(a.email, a.name) for a in addresses)
+INDIVIDUAL_MODES = ("new", "forward")
+"""A reply belongs to its conversation's people together; it is never split."""
+MAX_INDIVIDUAL_PARAM = "pipemail_campaigns.max_recipients"
+"""The "Recipients per group email" setting (Group Email and Automations): the same
+kind of send, so the same limit; read as a plain parameter, pipemail_campaigns need
+not be installed."""
+MAX_INDIVIDUAL_DEFAULT = 100
 
 
 class PipemailCompose(models.TransientModel):
@@ -77,6 +73,12 @@ class PipemailCompose(models.TransientModel):
     email_to = fields.Char(string="To", help="Addresses separated by commas.")
     email_cc = fields.Char(string="Cc")
     email_bcc = fields.Char(string="Bcc")
+    individual = fields.Boolean(
+        string="Send Individually",
+        help="Each To address gets its own copy, addressed to them alone (nobody sees the "
+        "other recipients), with its own open and click tracking. No Cc or Bcc.",
+    )
+    individual_info = fields.Char(string="Copies", compute="_compute_individual_info")
     subject = fields.Char()
     body = fields.Html(sanitize=True, sanitize_style=True, sanitize_overridable=False)
     quote_html = fields.Html(
@@ -108,6 +110,15 @@ class PipemailCompose(models.TransientModel):
     size_info = fields.Char(string="Size", compute="_compute_size")
     size_exceeded = fields.Boolean(compute="_compute_size")
     outbox_id = fields.Many2one("pipemail.outbox", readonly=True)
+    outbox_ids = fields.Many2many(
+        "pipemail.outbox",
+        "pipemail_compose_outbox_rel",
+        "wizard_id",
+        "outbox_id",
+        string="Outgoing Emails",
+        readonly=True,
+        help="Every row this composer created: one, or one per recipient when sent individually.",
+    )
 
     # ------------------------------------------------------------------ accounts
 
@@ -317,6 +328,19 @@ class PipemailCompose(models.TransientModel):
             else:
                 wizard.render_model, wizard.render_res_id = "res.partner", 0
 
+    @api.depends("individual", "email_to")
+    def _compute_individual_info(self):
+        for wizard in self:
+            count = len(parse_addresses(self.env, wizard.email_to, strict=False))
+            if not wizard.individual or not count:
+                wizard.individual_info = False
+            elif count == 1:
+                wizard.individual_info = _("One email, to this address alone")
+            else:
+                wizard.individual_info = _(
+                    "%(count)s separate emails, one per To address", count=count
+                )
+
     @api.depends("body")
     def _compute_text_direction(self):
         for wizard in self:
@@ -379,12 +403,13 @@ class PipemailCompose(models.TransientModel):
     def action_send(self):
         self.ensure_one()
         wizard = self.with_context(clean_context(self.env.context))
-        if wizard.outbox_id:
+        done = wizard.outbox_ids or wizard.outbox_id
+        if done:
             # the same click replayed (a request retried after a conflict): never twice
-            return wizard.outbox_id._pipemail_result_action()
-        outbox = wizard._pipemail_create_outbox()
-        outbox._pipemail_send_one()
-        return outbox._pipemail_result_action()
+            return done._pipemail_result_action()
+        outboxes = wizard._pipemail_create_outbox()
+        outboxes._pipemail_send_now()
+        return outboxes._pipemail_result_action()
 
     def _pipemail_check(self):
         if self.account_id not in self._pipemail_allowed_accounts():
@@ -394,6 +419,8 @@ class PipemailCompose(models.TransientModel):
         bcc = parse_addresses(self.env, self.email_bcc)
         if not (to or cc or bcc):
             raise UserError(_("Add at least one recipient."))
+        if self.individual:
+            self._pipemail_check_individual(to, cc, bcc)
         self.attachment_ids.check_access("read")
         # over RPC these can be anything: the new conversation is linked to them
         (self.lead_id | self.thread_id.lead_id).check_access("read")
@@ -405,10 +432,77 @@ class PipemailCompose(models.TransientModel):
         except pm_errors.SizeLimitExceeded as exc:
             raise UserError(str(exc))
 
+    @api.model
+    def _pipemail_individual_limit(self):
+        param = self.env["ir.config_parameter"].sudo().get_param(MAX_INDIVIDUAL_PARAM)
+        try:
+            limit = int(param or MAX_INDIVIDUAL_DEFAULT)
+        except ValueError:
+            limit = MAX_INDIVIDUAL_DEFAULT
+        return max(1, limit)
+
+    def _pipemail_check_individual(self, to, cc, bcc):
+        if self.mode not in INDIVIDUAL_MODES:
+            raise UserError(
+                _(
+                    "A reply goes to the people of its conversation together: Send "
+                    "individually is for new emails and forwards."
+                )
+            )
+        if cc or bcc:
+            raise UserError(
+                _(
+                    "Send individually writes to each To address alone, so nobody can be "
+                    "copied: move the Cc and Bcc addresses to To, or turn Send individually "
+                    "off."
+                )
+            )
+        if not to:
+            raise UserError(_("Add at least one To address to send individually."))
+        limit = self._pipemail_individual_limit()
+        if len(to) > limit:
+            raise UserError(
+                _(
+                    "Send individually writes to at most %(limit)s people at once, and this "
+                    "email has %(count)s To addresses. Split the list into smaller emails.",
+                    limit=limit,
+                    count=len(to),
+                )
+            )
+
     def _pipemail_create_outbox(self):
-        """The outbox row, built and stored (with its Message-ID) before any server sees
-        it. Anything the person must fix raises here and nothing is kept."""
+        """The outbox rows, built and stored (each with its Message-ID) before any server
+        sees them: one, or one per To address when sent individually. Anything the
+        person must fix raises here and nothing is kept."""
         self._pipemail_check()
+        vals = self._pipemail_outbox_values()
+        if self.individual:
+            partner = self.partner_id
+            vals_list = [
+                dict(
+                    vals,
+                    email_to=format_address(address.email, address.name),
+                    # the contact of a copy is the person it is addressed to
+                    partner_id=partner.id
+                    if (partner.email_normalized or "") == address.email.lower()
+                    else False,
+                )
+                for address in parse_addresses(self.env, self.email_to)
+            ]
+        else:
+            vals_list = [vals]
+        outboxes = (
+            self.env["pipemail.outbox"]
+            .with_context(mail_create_nolog=True, mail_create_nosubscribe=True)
+            .create(vals_list)
+        )
+        self._pipemail_attach(outboxes)
+        self.write({"outbox_id": outboxes[:1].id, "outbox_ids": [Command.set(outboxes.ids)]})
+        for outbox in outboxes:
+            outbox._pipemail_prepare()
+        return outboxes
+
+    def _pipemail_outbox_values(self):
         account = self.account_id
         parent = self.parent_message_id
         thread = (
@@ -425,33 +519,31 @@ class PipemailCompose(models.TransientModel):
             except pm_errors.PipemailError:
                 in_reply_to, references = "", []
         body, direction = mark_fragment(str(self.body or ""))
-        outbox = (
-            self.env["pipemail.outbox"]
-            .with_context(mail_create_nolog=True, mail_create_nosubscribe=True)
-            .create(
-                {
-                    "account_id": account.id,
-                    "user_id": self.env.uid,
-                    "mode": self.mode,
-                    "thread_id": thread.id or False,
-                    "parent_message_id": parent.id or False,
-                    "lead_id": (self.lead_id or self.thread_id.lead_id).id or False,
-                    "project_id": (self.project_id or self.thread_id.project_id).id or False,
-                    "partner_id": self.partner_id.id or False,
-                    "email_to": self.email_to or False,
-                    "email_cc": self.email_cc or False,
-                    "email_bcc": self.email_bcc or False,
-                    "subject": self.subject or "",
-                    "body_html": body,
-                    "text_direction": direction,
-                    "tracking": self.tracking,
-                    "in_reply_to": in_reply_to or False,
-                    "references": " ".join(references) or False,
-                }
-            )
-        )
-        # files uploaded in this composer move to the outbox row; any other file the
-        # user picked (a lead's, a template's) is copied, never taken from its owner
+        return {
+            "account_id": account.id,
+            "user_id": self.env.uid,
+            "mode": self.mode,
+            "thread_id": thread.id or False,
+            "parent_message_id": parent.id or False,
+            "lead_id": (self.lead_id or self.thread_id.lead_id).id or False,
+            "project_id": (self.project_id or self.thread_id.project_id).id or False,
+            "partner_id": self.partner_id.id or False,
+            "email_to": self.email_to or False,
+            "email_cc": self.email_cc or False,
+            "email_bcc": self.email_bcc or False,
+            "subject": self.subject or "",
+            "body_html": body,
+            "text_direction": direction,
+            "tracking": self.tracking,
+            "in_reply_to": in_reply_to or False,
+            "references": " ".join(references) or False,
+        }
+
+    def _pipemail_attach(self, outboxes):
+        """Files uploaded in this composer move to the first outbox row; any other file
+        the user picked (a lead's, a template's) is copied, never taken from its owner.
+        Each further copy of an individual send gets copies of the first row's files."""
+        first = outboxes[:1]
         attachments = self.attachment_ids.sudo()
         own = attachments.filtered(
             lambda a: (
@@ -460,9 +552,10 @@ class PipemailCompose(models.TransientModel):
                 and a.create_uid.id == self.env.uid
             )
         )
-        own.write({"res_model": outbox._name, "res_id": outbox.id})
-        copies = (attachments - own).copy({"res_model": outbox._name, "res_id": outbox.id})
-        outbox.sudo().attachment_ids = [(6, 0, (own | copies).ids)]
-        self.outbox_id = outbox
-        outbox._pipemail_prepare()
-        return outbox
+        own.write({"res_model": first._name, "res_id": first.id})
+        copies = (attachments - own).copy({"res_model": first._name, "res_id": first.id})
+        files = own | copies
+        first.sudo().attachment_ids = [Command.set(files.ids)]
+        for outbox in outboxes[1:]:
+            mine = files.copy({"res_model": outbox._name, "res_id": outbox.id})
+            outbox.sudo().attachment_ids = [Command.set(mine.ids)]
