@@ -1,6 +1,8 @@
-from odoo import api, fields, models
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError, UserError
 
 DIRECTIONS = [("in", "Received"), ("out", "Sent")]
+COMPOSE_MODES = ("reply", "reply_all", "forward")
 
 
 class PipemailMessage(models.Model):
@@ -114,6 +116,38 @@ class PipemailMessage(models.Model):
         self.check_access("write")
         self._set_read(False)
         return True
+
+    def action_pipemail_compose(self, mode="reply"):
+        """The composer answering or forwarding this email, whichever message of the
+        conversation it is (the header buttons answer the latest).
+
+        Called over RPC by the conversation widget: the same rule as the header buttons
+        (``in_my_inbox and not content_hidden``) is enforced here, not only in the page.
+        """
+        self.ensure_one()
+        if mode not in COMPOSE_MODES:
+            raise UserError(_("An email can be replied to, replied to all or forwarded."))
+        self.check_access("read")
+        thread = self.thread_id
+        # asked of the database, not read from the fields: in_my_inbox is cached without
+        # the uid in its key, so a value computed for another user could answer here
+        held = thread.id in thread._pipemail_holder_ids(self.env.uid)
+        if not held or thread._pipemail_content_hidden():
+            raise AccessError(
+                _("You can reply to and forward conversations of your own mailboxes only.")
+            )
+        return self._action_pipemail_compose(mode)
+
+    def _action_pipemail_compose(self, mode):
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "pipemail_sync.pipemail_compose_action"
+        )
+        action["context"] = {
+            "default_thread_id": self.thread_id.id,
+            "default_mode": mode,
+            "default_parent_message_id": self.id,
+        }
+        return action
 
     def _set_read(self, read):
         """Change the read state here and queue the same change for the server."""

@@ -1,13 +1,19 @@
 """The Sales Inbox and the Emails tabs: views load for a salesperson, filters and
 searches do what their labels say, the inbox holds only one's own mailboxes, and the
-link wizard / suggestions link in one click."""
+link wizard / suggestions link in one click. Reply, reply all and forward from any
+message of a conversation, not only the latest: who may, what the composer quotes,
+the threading headers that leave, and the buttons in the reader (headless Chromium)."""
+
+from datetime import datetime, timezone
 
 from lxml import etree
 
-from odoo.exceptions import AccessError
-from odoo.tests import TransactionCase, tagged
+from odoo.exceptions import AccessError, UserError
+from odoo.tests import Form, HttpCase, TransactionCase, tagged
 from odoo.tools.safe_eval import safe_eval
 
+from .common import make_mail
+from .outbound_common import PipemailOutboundCase, parse, text_part
 from .visibility_common import PipemailWorldMixin
 
 
@@ -187,3 +193,297 @@ class TestInboxViews(PipemailWorldMixin, TransactionCase):
         outsider_thread = self.threads["p_shared"].with_user(self.outsider)
         with self.assertRaises(AccessError):
             outsider_thread.read(["subject"])
+
+    def test_compose_from_a_message_holders_only(self):
+        """The per-message Reply / Reply All / Forward: the composer action for holders
+        whose content is visible, an AccessError for everyone else (RPC is not the
+        page: the server checks what the widget only hides)."""
+        Message = self.env["pipemail.message"]
+        message = self.messages["p_shared"]
+        action = Message.with_user(self.owner).browse(message.id).action_pipemail_compose("reply")
+        self.assertEqual(action["type"], "ir.actions.act_window")
+        self.assertEqual(action["res_model"], "pipemail.compose")
+        self.assertEqual(action["target"], "new")
+        self.assertEqual(
+            action["context"],
+            {
+                "default_thread_id": self.threads["p_shared"].id,
+                "default_mode": "reply",
+                "default_parent_message_id": message.id,
+            },
+        )
+        # a team mailbox member holds the team's conversations
+        team_message = Message.with_user(self.teammate).browse(self.messages["t_team"].id)
+        for mode in ("reply_all", "forward"):
+            self.assertEqual(
+                team_message.action_pipemail_compose(mode)["context"]["default_mode"], mode
+            )
+        with self.assertRaises(UserError):
+            Message.with_user(self.owner).browse(message.id).action_pipemail_compose("new")
+        refused = [
+            # reads it through the lead, but it is not in their inbox
+            ("outsider", "p_shared"),
+            ("manager", "t_shared"),
+            # cannot read it at all
+            ("stranger", "p_shared"),
+            ("teammate", "t_private"),
+            ("other_co", "p_shared"),
+            ("owner", "c2_shared"),
+            # metadata only: the content is not theirs to quote
+            ("outsider", "p_meta"),
+            ("outsider", "t_meta"),
+        ]
+        for user_key, name in refused:
+            with self.subTest(user=user_key, thread=name), self.assertRaises(AccessError):
+                Message.with_user(self.users[user_key]).browse(
+                    self.messages[name].id
+                ).action_pipemail_compose("reply")
+        # the holder's answer, computed just before in the same transaction, is not reused
+        thread = self.threads["p_shared"]
+        with self.assertRaises(AccessError):
+            self.assertTrue(thread.with_user(self.owner).in_my_inbox)
+            Message.with_user(self.outsider).browse(message.id).action_pipemail_compose("reply")
+
+
+@tagged("post_install", "-at_install")
+class TestComposeFromOlderMessage(PipemailOutboundCase):
+    """Replying to and forwarding an older message of a synced conversation, through
+    the action the reader's per-message buttons call, checked at the SMTP sink."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # one conversation: each email answers the one before, by the same headers
+        earlier = []
+        for day, (message_id, sender, cc, body, files) in enumerate(
+            [
+                (
+                    "<m1@acme.example>",
+                    "Bob Buyer <bob@acme.example>",
+                    "Alice <alice@acme.example>",
+                    "FIRSTBODY: do you have forty chairs?",
+                    [("plan.pdf", b"%PDF plan", "application/pdf")],
+                ),
+                (
+                    "<m2@acme.example>",
+                    "Bob Buyer <bob@acme.example>",
+                    "Dan <dan@acme.example>",
+                    "SECONDBODY: make it fifty.",
+                    [],
+                ),
+                (
+                    "<m3@acme.example>",
+                    "Alice <alice@acme.example>",
+                    None,
+                    "LATESTBODY: and a table.",
+                    [],
+                ),
+            ],
+            start=1,
+        ):
+            raw = make_mail(
+                subject="Re: Forty chairs" if earlier else "Forty chairs",
+                sender=sender,
+                to="sam@ourco.example",
+                cc=cc,
+                message_id=message_id,
+                in_reply_to=earlier[-1] if earlier else None,
+                references=" ".join(earlier) or None,
+                body=body,
+                attachments=files,
+                date=datetime(2024, 5, day, 9, 0, tzinfo=timezone.utc),
+            )
+            cls.dovecot.append(cls.login, "INBOX", raw)
+            earlier.append(message_id)
+        cls.account._sync()
+        cls.thread = cls.env["pipemail.thread"].search([("account_id", "=", cls.account.id)])
+        assert len(cls.thread) == 1 and cls.thread.message_count == 3, cls.thread
+
+    def _older(self, message_id):
+        message = self.message(self.account, message_id)
+        self.assertEqual(message.thread_id, self.thread)
+        return message.with_user(self.sender)
+
+    def _composer(self, message, mode):
+        action = message.action_pipemail_compose(mode)
+        return Form(
+            self.env[action["res_model"]].with_user(self.sender).with_context(**action["context"])
+        )
+
+    def test_reply_all_to_an_older_message(self):
+        older = self._older("m2@acme.example")
+        composer = self._composer(older, "reply_all")
+        self.assertEqual(composer.parent_message_id, older)
+        self.assertEqual(composer.subject, "Re: Forty chairs")
+        self.assertEqual(composer.email_to, "Bob Buyer <bob@acme.example>")
+        self.assertEqual(composer.email_cc, "Dan <dan@acme.example>", "that email's recipients")
+        quote = str(composer.quote_html)
+        self.assertIn("SECONDBODY", quote)
+        self.assertIn("Bob Buyer &lt;bob@acme.example&gt; wrote:", quote)
+        self.assertNotIn("LATESTBODY", str(composer.body), "the latest email is not quoted")
+        composer.body = "<p>Fifty it is.</p>" + quote
+        wizard = composer.save()
+        wizard.action_send()
+        [received] = self.received(1)
+        sent = parse(received.data)
+        self.assertEqual(sent["In-Reply-To"], "<m2@acme.example>")
+        self.assertEqual(sent["References"], "<m1@acme.example> <m2@acme.example>")
+        self.assertEqual(sorted(received.rcpt_tos), ["bob@acme.example", "dan@acme.example"])
+        self.assertIn("SECONDBODY", text_part(sent))
+        self.assertNotIn("LATESTBODY", text_part(sent))
+        outbox = wizard.outbox_id.sudo()
+        self.assertEqual(outbox.parent_message_id, older)
+        self.assertEqual(outbox.sent_message_id.thread_id, self.thread, "same conversation")
+        self.assertEqual(self.thread.message_count, 4)
+
+    def test_reply_and_forward_the_first_message(self):
+        first = self._older("m1@acme.example")
+        reply = self._composer(first, "reply")
+        self.assertEqual(reply.email_to, "Bob Buyer <bob@acme.example>")
+        self.assertFalse(reply.email_cc)
+        self.assertIn("FIRSTBODY", str(reply.quote_html))
+        self.assertNotIn("SECONDBODY", str(reply.body))
+
+        forward = self._composer(first, "forward")
+        self.assertEqual(forward.subject, "Fwd: Forty chairs")
+        self.assertFalse(forward.email_to)
+        self.assertIn("FIRSTBODY", str(forward.quote_html))
+        self.assertNotIn("LATESTBODY", str(forward.body))
+        forward.email_to = "Finance <finance@ourco.example>"
+        wizard = forward.save()
+        self.assertEqual(wizard.attachment_ids.mapped("name"), ["plan.pdf"], "that email's file")
+        wizard.action_send()
+        [received] = self.received(1)
+        sent = parse(received.data)
+        self.assertEqual(str(sent["Subject"]), "Fwd: Forty chairs")
+        self.assertEqual(sent["In-Reply-To"], "<m1@acme.example>")
+        self.assertEqual(sent["References"], "<m1@acme.example>")
+        [attachment] = list(sent.iter_attachments())
+        self.assertEqual(attachment.get_content(), b"%PDF plan")
+
+    def test_someone_else_cannot_open_it(self):
+        message = self.message(self.account, "m2@acme.example")
+        # Sally cannot read Sam's unlinked conversation, so neither can she answer it
+        with self.assertRaises(AccessError):
+            message.with_user(self.sally).action_pipemail_compose("reply")
+        # nor open the composer on it directly, even with a mailbox of her own
+        self.new_mailbox(self.sally)
+        with self.assertRaises(AccessError):
+            self.env["pipemail.compose"].with_user(self.sally).with_context(
+                default_thread_id=self.thread.id,
+                default_mode="reply",
+                default_parent_message_id=message.id,
+            ).default_get(["thread_id", "parent_message_id"])
+
+
+@tagged("post_install", "-at_install")
+class TestConversationComposeButtons(PipemailWorldMixin, HttpCase):
+    """The reader in headless Chromium: each opened message has its own Reply, and it
+    quotes that message; who does not hold the conversation sees no button."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls._pipemail_world()
+        cls.thread = cls.threads["p_shared"]
+        cls.older = cls.env["pipemail.message"].create(
+            {
+                "thread_id": cls.thread.id,
+                "account_id": cls.personal.id,
+                "key": "msg-p_shared-older",
+                "message_id_header": "older@customer.example",
+                "subject": "Older",
+                "email_from": "Olga Older <olga@customer.example>",
+                "email_to": cls.personal.email,
+                "date": "2024-04-20 10:00:00",
+                "body_html": "<p>OLDERBODY</p>",
+                "body_text": "OLDERBODY",
+                "snippet": "OLDERBODY",
+                "is_read": True,
+            }
+        )
+        cls.middle = cls.older.copy(
+            {
+                "key": "msg-p_shared-middle",
+                "message_id_header": "middle@customer.example",
+                "date": "2024-04-25 10:00:00",
+                "body_html": "<p>MIDDLEBODY</p>",
+                "snippet": "MIDDLEBODY",
+            }
+        )
+
+    def _check_in_browser(self, url, user, steps):
+        """Run ``steps`` (the body of an async function, with ``until``) as ``user``."""
+        script = (
+            """
+            const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+            async function until(fn, what) {
+                for (let i = 0; i < 150; i++) {
+                    const found = fn();
+                    if (found) { return found; }
+                    await sleep(100);
+                }
+                throw new Error("never appeared: " + what);
+            }
+            (async () => {"""
+            + steps
+            + """
+                console.log("test successful");
+            })().catch((e) => console.error(e.message));
+            """
+        )
+        self.browser_js(url, script, login=user.login, timeout=120)
+
+    def test_reply_on_an_older_message_quotes_it(self):
+        steps = """
+            const card = await until(
+                () => document.querySelector('.o_pipemail_message[data-message-id="OLDER_ID"]'),
+                "the older message"
+            );
+            if (card.querySelector(".o_pipemail_reply")) {
+                throw new Error("a folded message shows its buttons");
+            }
+            card.querySelector(".card-header").click();
+            const reply = await until(() => card.querySelector(".o_pipemail_reply"), "Reply");
+            for (const other of [".o_pipemail_reply_all", ".o_pipemail_forward"]) {
+                if (!card.querySelector(other)) { throw new Error("missing " + other); }
+            }
+            reply.click();
+            const dialog = await until(
+                () => document.querySelector(".o_dialog .o_pipemail_compose"), "the composer"
+            );
+            const editor = await until(
+                () => dialog.querySelector(".odoo-editor-editable"), "the editor"
+            );
+            const quote = await until(
+                () => editor.textContent.includes("wrote:") && editor.textContent, "the quote"
+            );
+            if (!quote.includes("OLDERBODY") || !quote.includes("Olga Older")) {
+                throw new Error("not the older message quoted: " + quote);
+            }
+            if (dialog.textContent.includes("CANARYP_SHAREDBODY")) {
+                throw new Error("the latest message quoted too");
+            }
+            const subject = dialog.querySelector("div[name=subject] input").value;
+            if (subject !== "Re: Older") {
+                throw new Error("subject: " + subject);
+            }
+        """.replace("OLDER_ID", str(self.older.id))
+        self._check_in_browser(
+            f"/odoo/action-pipemail_sync.pipemail_thread_action_inbox/{self.thread.id}",
+            self.owner,
+            steps,
+        )
+
+    def test_no_buttons_for_who_reads_it_through_the_lead(self):
+        steps = """
+            await until(
+                () => document.querySelector(".o_pipemail_conversation .o_pipemail_body"),
+                "the conversation"
+            );
+            const buttons = ".o_pipemail_reply, .o_pipemail_reply_all, .o_pipemail_forward";
+            if (document.querySelector(buttons)) {
+                throw new Error("compose buttons for a reader who does not hold it");
+            }
+        """
+        self._check_in_browser(f"/odoo/pipemail.thread/{self.thread.id}", self.outsider, steps)

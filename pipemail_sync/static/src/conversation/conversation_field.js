@@ -8,8 +8,13 @@
  * HTML holds, and its Content-Security-Policy keeps remote images (tracking pixels)
  * off until the reader asks for them. Everything else (names, addresses, file
  * names) is text, rendered with t-esc.
+ *
+ * Each opened message carries its own Reply / Reply All / Forward: the composer then
+ * quotes and threads on that message, not only on the latest one. Whether the
+ * buttons show follows the header's rule (in_my_inbox, content visible); the server
+ * checks it again when the composer is asked for.
  */
-import { Component, onWillStart, onWillUpdateProps, useState } from "@odoo/owl";
+import { Component, onWillStart, onWillUpdateProps, status, useState } from "@odoo/owl";
 import { _t } from "@web/core/l10n/translation";
 import { deserializeDateTime, formatDateTime } from "@web/core/l10n/dates";
 import { registry } from "@web/core/registry";
@@ -60,6 +65,7 @@ export class PipemailConversation extends Component {
 
     setup() {
         this.orm = useService("orm");
+        this.action = useService("action");
         this.state = useState({ messages: [], loading: true, open: {}, images: {} });
         onWillStart(() => this.load(this.props));
         onWillUpdateProps((next) => this.load(next));
@@ -100,6 +106,28 @@ export class PipemailConversation extends Component {
 
     toggle(message) {
         this.state.open[message.id] = !this.state.open[message.id];
+    }
+
+    get canCompose() {
+        const data = this.props.record.data;
+        return Boolean(data.in_my_inbox && !data.content_hidden);
+    }
+
+    /** Reply to, reply to all or forward this message in the composer dialog. */
+    async compose(message, mode) {
+        const record = this.props.record;
+        // like the header's action buttons: pending edits (labels, visibility) first
+        if ((await record.save()) === false) {
+            return;
+        }
+        const action = await this.orm.call("pipemail.message", "action_pipemail_compose", [
+            [message.id],
+            mode,
+        ]);
+        await this.action.doAction(action, {
+            // the sent email joins the conversation: show it (if the reader is still open)
+            onClose: () => status(this) !== "destroyed" && record.load(),
+        });
     }
 
     showImages(message) {
@@ -155,6 +183,11 @@ export const pipemailConversation = {
     component: PipemailConversation,
     supportedTypes: ["one2many"],
     relatedFields: [{ name: "date", type: "datetime" }],
+    // the per-message compose buttons follow the same rule as the form's header
+    fieldDependencies: [
+        { name: "in_my_inbox", type: "boolean" },
+        { name: "content_hidden", type: "boolean" },
+    ],
     isEmpty: () => false,
 };
 
