@@ -230,6 +230,9 @@ class PipemailOutbox(models.Model):
     sent_copy_attempts = fields.Integer(readonly=True, copy=False)
     sent_copy_error = fields.Char(readonly=True, copy=False)
     first_open_notified = fields.Datetime(readonly=True, copy=False)
+    first_open_notice_pending = fields.Boolean(
+        readonly=True, copy=False, help="The inbox notice of the first open is not posted yet."
+    )
     link_ids = fields.One2many("pipemail.tracking.link", "outbox_id", string="Tracked Links")
     event_ids = fields.One2many("pipemail.tracking.event", "outbox_id", string="Opens and Clicks")
     open_count = fields.Integer(string="Opens", compute="_compute_tracking_stats")
@@ -237,6 +240,13 @@ class PipemailOutbox(models.Model):
     machine_count = fields.Integer(string="Machine Hits", compute="_compute_tracking_stats")
     first_open = fields.Datetime(string="First Opened", compute="_compute_tracking_stats")
     last_open = fields.Datetime(string="Last Opened", compute="_compute_tracking_stats")
+
+    def init(self):
+        # the first-open cron looks for a handful of rows among every email ever sent
+        self.env.cr.execute(
+            "CREATE INDEX IF NOT EXISTS pipemail_outbox_first_open_pending_idx"
+            " ON pipemail_outbox (id) WHERE first_open_notice_pending"
+        )
 
     # ------------------------------------------------------------------ tracking figures
 
@@ -762,26 +772,32 @@ class PipemailOutbox(models.Model):
 
     # ------------------------------------------------------------------ first open
 
-    def _pipemail_first_open(self, event):
-        """Tell the sender about the first human open: once, whatever the concurrency.
+    def _pipemail_first_open(self, when):
+        """The first human open (at ``when``): a live notice now, the inbox one soon.
 
-        The UPDATE ... WHERE first_open_notified IS NULL is the lock: of two workers
-        recording two opens at once, one gets the row, the other nothing.
+        Called from the pixel route, which must stay cheap: the claim below and the
+        bus notice cost two small writes; the inbox notification (a mail.message and
+        its notifications, tens of milliseconds) is left to the first-open cron,
+        triggered here, which a cron worker runs within seconds.
+
+        Once, whatever the concurrency: the UPDATE ... WHERE first_open_notified IS
+        NULL is the lock; of two workers recording two opens at once, one gets the
+        row, the other nothing.
         """
         self.ensure_one()
         self.env.cr.execute(
             SQL(
-                "UPDATE pipemail_outbox SET first_open_notified = %s"
+                "UPDATE pipemail_outbox SET first_open_notified = %s,"
+                " first_open_notice_pending = TRUE"
                 " WHERE id = %s AND first_open_notified IS NULL RETURNING id",
-                event.ts,
+                when,
                 self.id,
             )
         )
         if not self.env.cr.fetchone():
             return False
-        self.invalidate_recordset(["first_open_notified"])
+        self.invalidate_recordset(["first_open_notified", "first_open_notice_pending"])
         outbox = self.sudo()
-        subject = outbox.subject or _("(no subject)")
         outbox.user_id._bus_send(
             "simple_notification",
             {
@@ -791,13 +807,32 @@ class PipemailOutbox(models.Model):
                 "sticky": False,
             },
         )
-        outbox.with_context(mail_notify_force_send=False).message_notify(
-            partner_ids=outbox.user_id.partner_id.ids,
-            author_id=self.env.ref("base.partner_root").id,
-            subject=_("Opened: %(subject)s", subject=subject),
-            body=outbox._pipemail_first_open_body(event),
-        )
+        self.env.ref("pipemail_sync.ir_cron_pipemail_first_open").sudo()._trigger()
         return True
+
+    @api.model
+    def _cron_first_open_notices(self, limit=200):
+        """Post the inbox notification of each first open recorded by the pixel route."""
+        pending = self.sudo().search(
+            [("first_open_notice_pending", "=", True)], order="first_open_notified, id"
+        )
+        root = self.env.ref("base.partner_root").id
+        for outbox in pending[:limit]:
+            try:
+                with self.env.cr.savepoint():
+                    outbox.with_context(mail_notify_force_send=False).message_notify(
+                        partner_ids=outbox.user_id.partner_id.ids,
+                        author_id=root,
+                        subject=_(
+                            "Opened: %(subject)s", subject=outbox.subject or _("(no subject)")
+                        ),
+                        body=outbox._pipemail_first_open_body(),
+                    )
+            except Exception:  # noqa: BLE001 - one bad row must not block the others forever
+                _logger.exception("first-open notice of outbox %s could not be posted", outbox.id)
+            outbox.first_open_notice_pending = False
+        if len(pending) > limit:
+            self.env.ref("pipemail_sync.ir_cron_pipemail_first_open").sudo()._trigger()
 
     def _pipemail_opened_text(self):
         """Who opened, as far as the pixel can tell: the one recipient of an email
@@ -818,11 +853,14 @@ class PipemailOutbox(models.Model):
             subject=subject,
         )
 
-    def _pipemail_first_open_body(self, event):
+    def _pipemail_first_open_body(self):
         """The inbox notification's text; every value escaped by Markup's ``%``."""
         return Markup("<p>%s</p><p class='text-muted small'>%s</p>") % (
             self._pipemail_opened_text(),
-            _("First opened %(when)s (UTC).", when=fields.Datetime.to_string(event.ts)),
+            _(
+                "First opened %(when)s (UTC).",
+                when=fields.Datetime.to_string(self.first_open_notified),
+            ),
         )
 
     # ------------------------------------------------------------------ buttons

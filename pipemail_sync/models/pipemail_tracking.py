@@ -330,7 +330,7 @@ class PipemailTrackingEvent(models.Model):
         self.env["pipemail.outbox"].invalidate_model(["event_ids"])
         event = self.browse(rows[0][0])
         if kind == pm_tracking.KIND_OPEN and not is_machine and not notified:
-            self.env["pipemail.outbox"].browse(outbox_id)._pipemail_first_open(event)
+            self.env["pipemail.outbox"].browse(outbox_id)._pipemail_first_open(now)
         return event
 
 

@@ -931,6 +931,8 @@ class TestSendIndividuallyTracking(SinkHttpCase):
         self.assertEqual(ann.sent_message_id.pipemail_open_count, 0)
         self.assertTrue(ben.first_open_notified)
         self.assertFalse(ann.first_open_notified or cat.first_open_notified)
+        # the inbox notice is posted by the first-open cron the hit triggered
+        self.env["pipemail.outbox"]._cron_first_open_notices()
         notice = self.env["mail.message"].search(
             [("model", "=", "pipemail.outbox"), ("res_id", "in", outboxes.ids)]
         )
