@@ -252,6 +252,7 @@ class PipemailThread(models.Model):
 
     # ------------------------------------------------------------------ computes
 
+    @api.depends_context("uid")
     def _compute_in_my_inbox(self):
         held = self._pipemail_holder_ids(self.env.uid)
         for thread in self:

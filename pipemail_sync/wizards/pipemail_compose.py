@@ -364,10 +364,13 @@ class PipemailCompose(models.TransientModel):
                 continue
             limit, provider = Outbox._pipemail_size_limit(wizard.account_id.sudo())
             wizard.size_exceeded = estimate > limit
+            # numbers formatted first: an f-string inside _() stops the .pot export
+            size = "%.1f" % (estimate / pm_outbound.MB)
+            limit_mb = "%g" % (limit / pm_outbound.MB)
             wizard.size_info = _(
                 "%(size)s MB of %(limit)s MB (%(provider)s)",
-                size=f"{estimate / pm_outbound.MB:.1f}",
-                limit=f"{limit / pm_outbound.MB:g}",
+                size=size,
+                limit=limit_mb,
                 provider=provider,
             )
 
