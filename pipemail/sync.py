@@ -17,6 +17,10 @@ The cursor rules that make a crash at any point harmless:
   it, so the cursor can never be ahead of what is stored;
 * ``uidnext`` only moves past UIDs that were stored, filtered, or recorded as
   quarantined; ``backfill_low`` only moves down the same way;
+* UIDs dropped by the filters are listed in ``state.extra["filtered"]`` (compact UID
+  set, with the UIDVALIDITY and a digest of the filter rules) in the same ``apply``, so
+  nothing below the cursor is downloaded twice for them; when the rules change they are
+  fetched once more and judged by the new rules;
 * ``highestmodseq`` is only advanced in pass 2, to the value SELECT reported *before*
   the CHANGEDSINCE fetch, so a change racing with the sync is seen next time.
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -50,6 +55,7 @@ from pipemail.imap import (
     FolderMissing,
     ImapSession,
     Mailbox,
+    parse_uid_set,
     retry_delay,
 )
 from pipemail.mime import message_key, parse_message
@@ -79,6 +85,10 @@ QUARANTINE_RETRIES = 3
 """Later syncs try a quarantined UID again this many times (transient failures heal)."""
 QUARANTINE_LIMIT = 1000
 """Entries kept in ``state.extra["quarantine"]``; older ones are dropped (logged)."""
+FILTERED_RANGES_LIMIT = 10_000
+"""UID ranges kept in ``state.extra["filtered"]`` (~100 KB of JSON at most, saved with
+every batch); the lowest are dropped beyond it (logged): a full reconciliation without
+CONDSTORE then fetches those again, as it did before the list existed."""
 
 STRATEGY_QRESYNC = "condstore+qresync"
 STRATEGY_CONDSTORE = "condstore"
@@ -181,7 +191,7 @@ class Progress:
     account: str
     folder: str
     phase: str
-    """``new``, ``backfill`` or ``flags``."""
+    """``new``, ``backfill``, ``recheck`` (filter rules changed), ``flags`` or ``gaps``."""
     done: int
     total: int | None
 
@@ -259,6 +269,16 @@ class _Filter:
         username = getattr(config.auth, "username", "") or ""
         self.owner = username.lower() if "@" in username else ""
         self.active = bool(self.emails or self.domains or self.skip_internal)
+        rules = [
+            sorted(self.emails),
+            sorted(set(self.domains)),
+            sorted(set(self.internal)) if self.skip_internal else [],
+            self.skip_internal,
+            self.owner,
+        ]
+        self.rules = hashlib.sha256(json.dumps(rules).encode()).hexdigest()[:16]
+        """Digest of everything :meth:`skip` decides on: UIDs filtered under other rules
+        are judged again."""
 
     def blocked(self, email: str) -> bool:
         if email in self.emails:
@@ -295,6 +315,32 @@ def _stop_requested(stop: StopSignal) -> bool:
     if isinstance(stop, threading.Event):
         return stop.is_set()
     return bool(stop())
+
+
+def _compact(uids: Iterable[int], *, limit: int | None = None) -> tuple[str, int]:
+    """UIDs as an IMAP sequence set ("3,5:9"), keeping the highest ``limit`` ranges.
+
+    Returns the text and how many ranges were dropped.
+    """
+    ranges: list[list[int]] = []
+    for uid in sorted(set(uids)):
+        if ranges and uid == ranges[-1][1] + 1:
+            ranges[-1][1] = uid
+        else:
+            ranges.append([uid, uid])
+    dropped = 0
+    if limit is not None and len(ranges) > limit:
+        dropped = len(ranges) - limit
+        ranges = ranges[dropped:]
+    return ",".join(f"{a}:{b}" if b != a else str(a) for a, b in ranges), dropped
+
+
+def _in_ranges(uid: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    return any(lo <= uid <= hi for lo, hi in ranges)
+
+
+def _uids_of(text: Any) -> set[int]:
+    return set(parse_uid_set(text)) if isinstance(text, str) and text else set()
 
 
 def _salvaged(raw: bytes, exc: BaseException) -> ParsedMessage:
@@ -438,6 +484,7 @@ class AccountSync:
             if mb.uidvalidity != state.uidvalidity:
                 return False  # changed under us: next run resets cleanly
 
+        self._recheck_filtered(name, mb, state)
         self._retry_quarantined(name, mb, state)
         self._maybe_widen_history(name, state)
         if mb.uidnext > state.uidnext:
@@ -566,7 +613,9 @@ class AccountSync:
                 if item is not None and item.body is not None:
                     quarantine.pop(str(uid), None)
                     remote = self._remote(name, mb.uidvalidity, item)
-                    if not self.filter.skip(remote.parsed):
+                    if self.filter.skip(remote.parsed):
+                        self._remember_filtered(name, state, [uid])
+                    else:
                         new.append(remote)
                 else:
                     entry = quarantine[str(uid)]
@@ -576,6 +625,98 @@ class AccountSync:
         if not quarantine:
             state.extra.pop("quarantine", None)
         self._apply(SyncBatch(self.account, name, state=self._state_copy(state), new=new))
+
+    # ------------------------------------------------------------ filtered UIDs
+
+    def _filtered_entry(self, name: str, state: FolderState) -> dict[str, Any]:
+        """``state.extra["filtered"]`` for the folder's UIDVALIDITY and the current rules.
+
+        Another UIDVALIDITY voids the list. Other rules (the blocklist or the internal
+        domains were edited) move the listed UIDs to ``recheck``: they are fetched once
+        more and judged by the new rules, so un-blocking a sender brings their mail in.
+        """
+        entry = state.extra.get("filtered")
+        if not isinstance(entry, dict) or entry.get("uidvalidity") != state.uidvalidity:
+            entry = {"uidvalidity": state.uidvalidity, "rules": self.filter.rules, "uids": ""}
+            state.extra["filtered"] = entry
+        elif entry.get("rules") != self.filter.rules:
+            again = _uids_of(entry.get("uids")) | _uids_of(entry.get("recheck"))
+            entry["rules"] = self.filter.rules
+            entry["uids"] = ""
+            entry["recheck"] = _compact(again)[0]
+            log.info(
+                "%s %s: filter rules changed, %d filtered messages to judge again",
+                self.account,
+                name,
+                len(again),
+            )
+        return entry
+
+    def _filtered_uids(self, state: FolderState, *, recheck: bool = False) -> set[int]:
+        """UIDs the current rules dropped (plus, with ``recheck``, those waiting to be
+        judged again after a rules change): never to be fetched by a gap search."""
+        entry = state.extra.get("filtered")
+        if not isinstance(entry, dict) or entry.get("uidvalidity") != state.uidvalidity:
+            return set()
+        listed = _uids_of(entry.get("uids"))
+        if entry.get("rules") != self.filter.rules:
+            # Listed under other rules: all of them wait to be judged again.
+            return listed | _uids_of(entry.get("recheck")) if recheck else set()
+        return listed | _uids_of(entry.get("recheck")) if recheck else listed
+
+    def _remember_filtered(
+        self,
+        name: str,
+        state: FolderState,
+        uids: Iterable[int],
+        *,
+        rechecked: Iterable[int] = (),
+    ) -> None:
+        """Called before the ``apply`` that moves the cursor past these UIDs."""
+        entry = self._filtered_entry(name, state)
+        text, dropped = _compact(
+            _uids_of(entry.get("uids")) | set(uids), limit=FILTERED_RANGES_LIMIT
+        )
+        entry["uids"] = text
+        if dropped:
+            log.info(
+                "%s %s: %d ranges of filtered UIDs forgotten (the list is full)",
+                self.account,
+                name,
+                dropped,
+            )
+        if entry.get("recheck"):
+            entry["recheck"] = _compact(_uids_of(entry["recheck"]) - set(rechecked))[0]
+
+    def _forget_filtered(self, state: FolderState, expunged: Callable[[int], bool]) -> None:
+        """Filtered UIDs the server no longer has leave the list (it would only grow)."""
+        entry = state.extra.get("filtered")
+        if not isinstance(entry, dict) or not entry.get("uids"):
+            return
+        listed = _uids_of(entry["uids"])
+        kept = {uid for uid in listed if not expunged(uid)}
+        if len(kept) != len(listed):
+            entry["uids"] = _compact(kept)[0]
+
+    def _recheck_filtered(self, name: str, mb: Mailbox, state: FolderState) -> None:
+        """Fetch again, oldest first, the UIDs filtered under rules that have changed.
+
+        Resumable: each chunk's ``apply`` removes it from ``recheck`` and lists what the
+        new rules still drop; the cursor is not touched.
+        """
+        if not isinstance(state.extra.get("filtered"), dict):
+            return
+        entry = self._filtered_entry(name, state)
+        if "recheck" not in entry:
+            return
+        todo = sorted(u for u in _uids_of(entry["recheck"]) if u < state.uidnext)
+        if not self._fetch_below_cursor(name, mb, state, todo, phase="recheck"):
+            return
+        # Done; UIDs the plan left out were expunged meanwhile.
+        entry.pop("recheck", None)
+        if not entry.get("uids"):
+            state.extra.pop("filtered", None)
+        self._apply(SyncBatch(self.account, name, state=self._state_copy(state)))
 
     def _maybe_widen_history(self, name: str, state: FolderState) -> None:
         """A history window moved to an earlier date: scan the older UIDs again.
@@ -627,6 +768,7 @@ class AccountSync:
         skip: set[int] = set()
         if state.extra.get("backfill_rescan"):
             skip = self.store.stored_uids(self.account, name, state.uidvalidity)
+            skip |= self._filtered_uids(state, recheck=True)
         total: int | None = None
         if top >= 1:
             total = self.s.count(["UID", f"1:{top}", *criteria])
@@ -763,6 +905,7 @@ class AccountSync:
             if self.s.uid_exists(uid):
                 bad[uid] = "The server returned no content for this message."
         new: list[RemoteMessage] = []
+        filtered: list[int] = []
         for uid in chunk:
             item = got.get(uid)
             if item is None or item.body is None:
@@ -773,8 +916,11 @@ class AccountSync:
                 fr.quarantined += 1
             if self.filter.skip(remote.parsed):
                 fr.skipped += 1
+                filtered.append(uid)
                 continue
             new.append(remote)
+        if filtered or advance == "recheck":
+            self._remember_filtered(name, state, filtered, rechecked=chunk)
         if bad:
             fr.quarantined += len(bad)
             quarantine = state.extra.setdefault("quarantine", {})
@@ -851,9 +997,9 @@ class AccountSync:
             elif have_modseq:
                 if mb.highestmodseq != state.highestmodseq:
                     self._changed_since(name, mb, state, low, high, changes, gone, vanished=False)
-                self._vanished_by_search(name, mb, low, high, gone)
+                self._vanished_by_search(name, mb, state, low, high, gone)
             else:
-                self._vanished_by_search(name, mb, low, high, gone)
+                self._vanished_by_search(name, mb, state, low, high, gone)
                 full = (state.highestmodseq is None and mb.highestmodseq is not None) or (
                     self.now() - state.last_reconcile >= self.config.reconcile_interval
                 )
@@ -902,6 +1048,7 @@ class AccountSync:
                 )
             if ranges:
                 gone.extend(self._stored_in_ranges(name, mb.uidvalidity, ranges))
+                self._forget_filtered(state, lambda uid, gone=ranges: _in_ranges(uid, gone))
             done += len(found)
             self._progress(name, "flags", done, None)
             start = end + 1
@@ -922,14 +1069,25 @@ class AccountSync:
         return out
 
     def _vanished_by_search(
-        self, name: str, mb: Mailbox, low: int, high: int, gone: list[Location]
+        self,
+        name: str,
+        mb: Mailbox,
+        state: FolderState,
+        low: int,
+        high: int,
+        gone: list[Location],
     ) -> None:
-        """Stored UIDs the server no longer lists (windowed UID SEARCH, no CONDSTORE)."""
+        """Stored UIDs the server no longer lists (windowed UID SEARCH, no CONDSTORE);
+        filtered UIDs it no longer lists leave the state's list."""
         stored = sorted(self.store.stored_uids(self.account, name, mb.uidvalidity))
-        if not stored:
+        filtered = self._filtered_uids(state)
+        if not stored and not filtered:
             return
         already = {loc.uid for loc in gone}
+        listed: set[int] = set()
         for lo, hi, uids in self.s.search_uids(low, high):
+            if filtered:
+                listed.update(uids)
             i = bisect.bisect_left(stored, lo)
             j = bisect.bisect_right(stored, hi)
             if i == j:
@@ -938,6 +1096,8 @@ class AccountSync:
             for uid in stored[i:j]:
                 if uid not in present and uid not in already:
                     gone.append(Location(name, mb.uidvalidity, uid))
+        if filtered:
+            self._forget_filtered(state, lambda uid: low <= uid <= high and uid not in listed)
 
     def _flags_by_diff(
         self,
@@ -980,24 +1140,31 @@ class AccountSync:
         from ``backfill_low`` while a backfill runs, INTERNALDATE SINCE ``state.since``.
         Quarantined UIDs are left to their retries; ``uidnext`` is not touched.
 
-        Messages skipped by the filters are not stored, so every full reconciliation
-        (each ``reconcile_interval``, 6 h by default) fetches and filters them again:
-        accepted, it keeps the state free of a list of skipped UIDs.
+        UIDs the filters dropped are listed in the state and not fetched again.
         """
         low = state.backfill_low if state.backfill_low is not None else 1
         criteria: list[Any] = ["SINCE", state.since] if state.since else []
         known = set(self.store.stored_uids(self.account, name, mb.uidvalidity))
         known.update(int(u) for u in state.extra.get("quarantine") or {})
+        known |= self._filtered_uids(state, recheck=True)
         missing: list[int] = []
         for _lo, _hi, uids in self.s.search_uids(low, high, criteria):
             missing.extend(u for u in uids if u not in known)
+        self._fetch_below_cursor(name, mb, state, missing, phase="gaps")
+
+    def _fetch_below_cursor(
+        self, name: str, mb: Mailbox, state: FolderState, uids: list[int], *, phase: str
+    ) -> bool:
+        """Fetch, filter and store UIDs the cursor has already passed (gaps, filtered
+        messages to judge again); ``False`` when stopped before the end."""
         done = 0
-        for chunk, sizes in self._plan(missing):
+        for chunk, sizes in self._plan(uids):
             if self.stopped():
-                return
-            self._store_chunk(name, mb, state, chunk, sizes, advance="gap")
+                return False
+            self._store_chunk(name, mb, state, chunk, sizes, advance=phase)
             done += len(chunk)
-            self._progress(name, "gaps", done, len(missing))
+            self._progress(name, phase, done, len(uids))
+        return True
 
     def _apply_changes(
         self, name: str, state: FolderState, changes: list[FlagChange], gone: list[Location]

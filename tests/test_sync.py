@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+from pipemail import sync as sync_mod
 from pipemail.errors import ConnectionLost
 from pipemail.store import MemoryStore
 from pipemail.sync import (
@@ -604,33 +605,180 @@ def test_connection_lost_beyond_retries_raises(dovecot, imap_user, tcp_proxy):
 # ---------------------------------------------------------------- filters
 
 
-def test_blocklist_and_internal_filters_advance_cursor(dovecot, imap_user):
-    owner = "me@corp.example"
-    dovecot.append_many(
-        imap_user,
-        "INBOX",
-        [
-            mail(1, sender="boss@corp.example", to=owner),  # internal only
-            mail(2, sender="ceo@hr-portal.example", to=owner),  # blocklisted domain
-            mail(3, sender="friend@gmail.example", to=owner),  # blocklisted address
-            mail(4, sender="friend@gmail.example", to=f"{owner}, buyer@customer.example"),
-            mail(5, sender="buyer@customer.example", to=owner),
-        ],
-    )
-    cfg = config(
+def filtered_mix(owner: str = "me@corp.example") -> list[bytes]:
+    """UIDs 1-3 dropped by :func:`filter_config`'s rules, 4-5 kept."""
+    return [
+        mail(1, sender="boss@corp.example", to=owner),  # internal only
+        mail(2, sender="ceo@hr-portal.example", to=owner),  # blocklisted domain
+        mail(3, sender="friend@gmail.example", to=owner),  # blocklisted address
+        mail(4, sender="friend@gmail.example", to=f"{owner}, buyer@customer.example"),
+        mail(5, sender="buyer@customer.example", to=owner),
+    ]
+
+
+def filter_config(dovecot, user, **kw) -> AccountConfig:
+    return config(
         dovecot,
-        imap_user,
+        user,
         folders=["INBOX"],
         blocklist=["@hr-portal.example", "friend@gmail.example"],
         internal_domains=["corp.example"],
         skip_internal=True,
+        **kw,
     )
+
+
+def test_blocklist_and_internal_filters_advance_cursor(dovecot, imap_user):
+    dovecot.append_many(imap_user, "INBOX", filtered_mix())
+    cfg = filter_config(dovecot, imap_user)
     store = MemoryStore()
     report = sync_account(cfg, store)
     assert report.skipped == 3 and report.new == 2
     assert {m.message_id for m in store.messages(cfg.key)} == {"m4@example.com", "m5@example.com"}
     assert store.state(cfg.key, "INBOX").uidnext == 6
     assert sync_account(cfg, store).skipped == 0  # never fetched again
+
+
+def stored_ids(store, account) -> list[str]:
+    return sorted(m.message_id for m in store.messages(account, include_removed=True))
+
+
+def test_full_reconciliation_does_not_fetch_filtered_messages_again(dovecot, imap_user):
+    """Without CONDSTORE the full reconciliation looks for UIDs below the cursor that were
+    never stored: the filtered ones are listed in the state and not downloaded again,
+    a real gap still is, and a filtered UID the server expunged leaves the list."""
+    dovecot.append_many(imap_user, "INBOX", filtered_mix())
+    clock = [1_000_000.0]
+    cfg = filter_config(
+        dovecot,
+        imap_user,
+        disable_condstore=True,
+        ignore_capabilities=["ESEARCH"],
+        reconcile_interval=3600,
+    )
+    store = MemoryStore()
+    report = sync_account(cfg, store, now=lambda: clock[0])
+    assert (report.new, report.skipped) == (2, 3)
+    state = store.state(cfg.key, "INBOX")
+    entry = state.extra["filtered"]
+    assert (entry["uids"], entry["uidvalidity"]) == ("1:3", dovecot.uidvalidity(imap_user, "INBOX"))
+
+    # a gap the reconciliation must still find: UID 5's row lost by the store
+    store.apply(
+        SyncBatch(cfg.key, "INBOX", state=state, vanished=[Location("INBOX", state.uidvalidity, 5)])
+    )
+    dovecot.expunge(imap_user, "INBOX", [2])
+    clock[0] += 3601
+    report = sync_account(cfg, store, now=lambda: clock[0])
+    fr = report.folders["INBOX"]
+    assert fr.reconciled and (fr.new, fr.skipped) == (1, 0)
+    assert report.bytes_fetched == len(filtered_mix()[4])  # the gap only
+    assert store.state(cfg.key, "INBOX").extra["filtered"]["uids"] == "1,3"
+    assert stored_ids(store, cfg.key) == ["m4@example.com", "m5@example.com"]
+
+    clock[0] += 3601
+    report = sync_account(cfg, store, now=lambda: clock[0])
+    assert report.folders["INBOX"].reconciled
+    assert (report.new, report.skipped, report.bytes_fetched) == (0, 0, 0)
+
+
+def test_filter_change_judges_filtered_messages_again(dovecot, imap_user):
+    """Editing the blocklist takes effect on mail already filtered (here with QRESYNC,
+    where no reconciliation would ever look below the cursor): the filtered UIDs are
+    fetched once more, those now allowed are stored, the others stay listed."""
+    dovecot.append_many(imap_user, "INBOX", filtered_mix())
+    cfg = filter_config(dovecot, imap_user)
+    store = MemoryStore()
+    assert sync_account(cfg, store).skipped == 3
+    dovecot.expunge(imap_user, "INBOX", [2])  # reported VANISHED: leaves the list
+    assert sync_account(cfg, store).bytes_fetched == 0
+    assert store.state(cfg.key, "INBOX").extra["filtered"]["uids"] == "1,3"
+
+    cfg.blocklist = ["@hr-portal.example"]  # friend@gmail.example is welcome again
+    report = sync_account(cfg, store)
+    assert report.ok and (report.new, report.skipped) == (1, 1)
+    assert stored_ids(store, cfg.key) == [f"m{n}@example.com" for n in (3, 4, 5)]
+    entry = store.state(cfg.key, "INBOX").extra["filtered"]
+    assert entry["uids"] == "1" and "recheck" not in entry
+
+    report = sync_account(cfg, store)
+    assert (report.new, report.skipped, report.bytes_fetched) == (0, 0, 0)
+
+    cfg.blocklist, cfg.skip_internal = [], False
+    report = sync_account(cfg, store)
+    assert (report.new, report.skipped) == (1, 0)
+    assert "filtered" not in store.state(cfg.key, "INBOX").extra
+    assert_store_equals_server(dovecot, imap_user, store, cfg.key, "INBOX")
+    assert len(store.messages(cfg.key, include_removed=True)) == 4
+
+
+def test_filter_recheck_resumes_after_stop_and_crash(dovecot, imap_user):
+    dovecot.append_many(
+        imap_user,
+        "INBOX",
+        [mail(n, sender="friend@gmail.example") for n in range(1, 9)] + [mail(9), mail(10)],
+    )
+    cfg = filter_config(dovecot, imap_user, batch_size=2)
+    store = CrashingStore(crash_at=-1)
+    assert sync_account(cfg, store).skipped == 8
+
+    cfg.blocklist = []
+    stop = threading.Event()
+
+    def progress(p: Progress) -> None:
+        if p.phase == "recheck" and p.done >= 2:
+            stop.set()
+
+    report = sync_account(cfg, store, progress=progress, stop=stop)
+    assert report.stopped and report.new == 2
+    state = store.state(cfg.key, "INBOX")
+    assert state.extra["filtered"]["recheck"] == "3:8" and state.uidnext == 11
+
+    store.calls, store.crash_at = 0, 1  # killed while storing the next recheck chunk
+    with pytest.raises(KeyboardInterrupt):
+        sync_account(cfg, store)
+    assert store.state(cfg.key, "INBOX").extra["filtered"]["recheck"] == "3:8"
+
+    store.crash_at = -1
+    report = sync_account(cfg, store)
+    assert report.ok and (report.new, report.skipped) == (6, 0)
+    assert "filtered" not in store.state(cfg.key, "INBOX").extra
+    assert_store_equals_server(dovecot, imap_user, store, cfg.key, "INBOX")
+    assert len(store.messages(cfg.key, include_removed=True)) == 10
+
+
+def test_uidvalidity_change_voids_the_filtered_list(dovecot, imap_user):
+    dovecot.append_many(imap_user, "INBOX", filtered_mix())
+    cfg = filter_config(dovecot, imap_user)
+    store = MemoryStore()
+    sync_account(cfg, store)
+    uidvalidity = store.state(cfg.key, "INBOX").uidvalidity
+    dovecot.set_uidvalidity(imap_user, "INBOX", uidvalidity + 7)
+    report = sync_account(cfg, store)
+    assert report.folders["INBOX"].reset and (report.new, report.skipped) == (2, 3)
+    entry = store.state(cfg.key, "INBOX").extra["filtered"]
+    assert (entry["uidvalidity"], entry["uids"]) == (uidvalidity + 7, "1:3")
+    assert len(store.messages(cfg.key, include_removed=True)) == 2
+
+
+def test_filtered_list_is_bounded(dovecot, imap_user, monkeypatch):
+    """Past the limit the lowest ranges are forgotten: they are fetched again by a full
+    reconciliation (as before the list existed) and the list stays bounded."""
+    monkeypatch.setattr(sync_mod, "FILTERED_RANGES_LIMIT", 2)
+    blocked = "friend@gmail.example"
+    dovecot.append_many(
+        imap_user, "INBOX", [mail(n, sender=blocked if n % 2 else None) for n in range(1, 8)]
+    )
+    clock = [1_000_000.0]
+    cfg = filter_config(dovecot, imap_user, disable_condstore=True, reconcile_interval=3600)
+    store = MemoryStore()
+    assert sync_account(cfg, store, now=lambda: clock[0]).skipped == 4
+    assert store.state(cfg.key, "INBOX").extra["filtered"]["uids"] == "5,7"
+    clock[0] += 3601
+    report = sync_account(cfg, store, now=lambda: clock[0])
+    assert report.folders["INBOX"].reconciled and (report.new, report.skipped) == (0, 2)
+    assert store.state(cfg.key, "INBOX").extra["filtered"]["uids"] == "5,7"
+    assert stored_ids(store, cfg.key) == [f"m{n}@example.com" for n in (2, 4, 6)]
 
 
 # ---------------------------------------------------------------- check
