@@ -4,7 +4,7 @@
 # scripts/lint.sh --fix rewrites what ruff can fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+. scripts/python.sh
 if [ "${1:-}" = "--fix" ]; then
   "$PY" -m ruff check --fix .
   "$PY" -m ruff format .

@@ -4,7 +4,7 @@
 # Extra arguments go to pytest, e.g. scripts/test.sh -k sync -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
 bash scripts/bootstrap.sh
+. scripts/python.sh  # after bootstrap: it may have made .venv
 bash scripts/lint.sh
 exec "$PY" -m pytest "$@"
