@@ -4,14 +4,19 @@ demo mailbox on a local Dovecot, already connected and synced.
 
 Everything lives under ``var/demo/`` and is reused by the next run: Dovecot (ports
 10143 plain/STARTTLS and 10993 IMAPS), PostgreSQL (port 15432), the ``pipemail_demo``
-database and its ``odoo.conf``. Ctrl-C stops all of it; ``rm -rf var/demo`` forgets it.
+database and its ``odoo.conf``. Odoo then serves until Ctrl-C (or SIGTERM), which stops
+all of it; ``rm -rf var/demo`` forgets it. With ``--no-serve``, or when ``CI`` is set
+(no one there to press Ctrl-C), it stops once the mailbox is synced instead of serving.
 
-Without an Odoo 18 the script says what is missing, shows the engine alone syncing the
-demo mailbox from the command line, and exits with status 2.
+Without an Odoo 18 the script says loudly what is missing and how to point at one, then
+runs the engine alone: ``python -m pipemail sync`` syncs the demo mailbox into a JSON-lines
+store (``var/demo/engine-store.jsonl``; the next run syncs incrementally from it), lists
+the conversations it stored, stops Dovecot and exits 0 (the sync's status if it failed).
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import secrets
@@ -90,8 +95,38 @@ def engine_only(dovecot: Dovecot, why: str) -> int:
         "--allow-private-hosts",
         f"--store=jsonl:{store}",
     ]
-    subprocess.run(cmd, env=env, check=False)
-    return 2
+    if not sys.stderr.isatty():
+        cmd.append("--no-progress")  # a progress bar is carriage returns in a log
+    print("  $ python " + " ".join(cmd[1:]), flush=True)
+    code = subprocess.run(cmd, env=env, check=False).returncode
+    if code != 0:
+        say(f"the engine sync failed (status {code}, output above)")
+        return code
+    show_store(store)
+    print()
+    say(
+        f"engine demo done: the demo mailbox is synced into {store.relative_to(ROOT)}. "
+        "Run scripts/setup.sh again for an incremental sync from it; rm -rf var/demo starts over."
+    )
+    say("Dovecot is stopped now. Odoo was not set up: see ODOO NOT FOUND above.")
+    return 0
+
+
+def show_store(path: Path) -> None:
+    """What the engine stored: message and conversation counts, the largest conversations."""
+    from pipemail.store import JsonlStore
+
+    with JsonlStore(path) as store:
+        messages = store.messages(f"{MAILBOX_USER}@127.0.0.1")
+    threads: dict[str, list] = {}
+    for msg in messages:
+        threads.setdefault(msg.thread or msg.key, []).append(msg)
+    print()
+    say(f"stored: {len(messages)} messages in {len(threads)} conversations; the largest:")
+    largest = sorted(threads.values(), key=len, reverse=True)[:5]
+    for msgs in largest:
+        first = min(msgs, key=lambda m: m.date.timestamp() if m.date else 0.0)
+        print(f"  {len(msgs):3} messages  {first.subject[:50]:50}  from {first.sender}")
 
 
 DEMO_SHELL = r"""
@@ -149,7 +184,16 @@ def database_exists(db: dict[str, str]) -> bool:
     return proc.stdout.strip() == "1"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="set up and sync, then stop instead of serving Odoo (the default when CI is set)",
+    )
+    opts = parser.parse_args(argv)
+    ci = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+    no_serve = "--no-serve" if opts.no_serve else "CI is set" if ci else ""
     VAR.mkdir(parents=True, exist_ok=True)
     try:
         dovecot = start_mailbox()
@@ -217,8 +261,18 @@ def main() -> int:
             print("  Sales Inbox: CRM > Inbox > Sales Inbox")
             print("  Mailbox health: CRM > Inbox > My Mailboxes")
             print(f"  Mailbox:   {MAILBOX_USER} / {MAILBOX_PASSWORD} on 127.0.0.1:{IMAP_PORT}")
-            print("  Ctrl-C stops Odoo, PostgreSQL and Dovecot.")
             print()
+            if no_serve:
+                say(
+                    f"demo set up; not serving ({no_serve}): Odoo, PostgreSQL and Dovecot "
+                    f"stop now. Without --no-serve and CI, scripts/setup.sh serves on "
+                    f"http://localhost:{HTTP_PORT}."
+                )
+                return 0
+            say(
+                f"serving on http://localhost:{HTTP_PORT} until Ctrl-C (or SIGTERM), "
+                "which stops Odoo, PostgreSQL and Dovecot."
+            )
             try:
                 subprocess.run([*base, "-d", DB, "--log-level=warn"], env=env, check=False)
             except KeyboardInterrupt:

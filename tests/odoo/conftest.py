@@ -1,7 +1,8 @@
 """The Odoo tier: the addons' own tests inside a real Odoo 18, run as one pytest test.
 
 When no Odoo 18 is found the tier is skipped, and the run says so in capitals at the
-end of the output, so nobody mistakes an engine-only run for a full one.
+end of the output (just above pytest's closing counts line, which stays last for tools
+that read it), so nobody mistakes an engine-only run for a full one.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ def odoo_install() -> odoo_tier.OdooInstall:
     return odoo
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):  # noqa: ANN001, ANN201 - pytest hook
+    # Outermost wrapper: the banner comes after pytest's short test summary, right
+    # above the final "N passed, N skipped" line, where nobody scrolls past it.
+    yield
     if _SKIPPED:
         terminalreporter.write_sep("!", "ODOO TIER SKIPPED", red=True, bold=True)
-        terminalreporter.write_line(f"ODOO TIER SKIPPED: {_SKIPPED[0]}")
+        terminalreporter.write_line(f"ODOO TIER SKIPPED: {_SKIPPED[0]}", red=True, bold=True)
         terminalreporter.write_line("Only the engine tier ran. See README.md, 'Odoo tier'.")
