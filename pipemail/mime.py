@@ -8,7 +8,8 @@ it also turns raw UTF-8 addresses into lone surrogates and raises on some broken
 headers. compat32 keeps header values raw (8-bit bytes as ``surrogateescape``), so the
 message is parsed once, cheaply, and we decode exactly the headers we need:
 
-* 8-bit header bytes: UTF-8 (RFC 6532), else cp1252, else latin-1;
+* 8-bit header bytes: UTF-8 (RFC 6532), else the charset the part or message declares
+  for its text, else cp1252, else latin-1 (``text.decode_header_bytes``);
 * RFC 2047 encoded-words, tolerating the usual breakage (bad padding, spaces inside,
   unknown charsets, a multibyte character split across two words);
 * addresses: ``email.utils.getaddresses`` on the raw value, display names decoded
@@ -35,7 +36,7 @@ import hashlib
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from email.message import Message
 
@@ -43,10 +44,12 @@ from pipemail.text import (
     clean_text,
     collapse_whitespace,
     decode_bytes,
+    decode_header_bytes,
     detect_direction,
     html_to_text,
     make_snippet,
     normalize_subject,
+    resolve_charset,
 )
 from pipemail.types import Address, Attachment, ParsedMessage
 
@@ -124,15 +127,16 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,75})\?([bBqQ])\?([^?]*)\?=")
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
-def _fix_8bit(value: str) -> str:
-    """Undo compat32's ``surrogateescape`` on 8-bit header bytes: UTF-8, else cp1252."""
+def _fix_8bit(value: str, *charsets: str | None) -> str:
+    """Undo compat32's ``surrogateescape`` on 8-bit header bytes: UTF-8, else the first
+    usable of ``charsets`` (declared by the part or message), else cp1252."""
     if not _SURROGATE.search(value):
         return value
     try:
         data = value.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return clean_text(value)
-    return decode_bytes(data, "utf-8")
+    return decode_header_bytes(data, *charsets)
 
 
 def _unfold(value: str) -> str:
@@ -154,15 +158,16 @@ def _decode_word_payload(encoding: str, text: str) -> bytes | None:
         return None
 
 
-def decode_header_value(value: str | None) -> str:
+def decode_header_value(value: str | None, charset: str | None = None) -> str:
     """A raw header value as readable text: 8-bit fixed, unfolded, RFC 2047 decoded.
 
     Adjacent encoded-words of one charset are joined as bytes before decoding, because
-    senders split UTF-8 / Shift_JIS characters across words.
+    senders split UTF-8 / Shift_JIS characters across words. ``charset`` is the one
+    the message declares for its text, tried on raw 8-bit bytes that are not UTF-8.
     """
     if not value:
         return ""
-    value = _unfold(_fix_8bit(str(value)))
+    value = _unfold(_fix_8bit(str(value), charset))
     if "=?" not in value:
         return clean_text(value)
     out: list[str] = []
@@ -267,9 +272,12 @@ def _simple_addresses(values: list[str]) -> list[tuple[str, str]] | None:
     return pairs
 
 
-def parse_addresses(values: Iterable[str]) -> list[Address]:
-    """Addresses from raw header values; garbage entries are skipped, never fatal."""
-    joined = [_unfold(_fix_8bit(v)) for v in values if v]
+def parse_addresses(values: Iterable[str], charset: str | None = None) -> list[Address]:
+    """Addresses from raw header values; garbage entries are skipped, never fatal.
+
+    ``charset`` as for :func:`decode_header_value` (raw 8-bit display names).
+    """
+    joined = [_unfold(_fix_8bit(v, charset)) for v in values if v]
     if not joined:
         return []
     pairs = _simple_addresses(joined)
@@ -748,12 +756,15 @@ class _Parser:
         self.errors: list[str] = []
         self.headers: dict[str, list[str]] = {}
         self.is_report = False
+        self.root: Message | None = None
+        self.header_charset: str | None = None
+        self._message_cs: str | None = None
+        self._message_cs_known = False
 
     # ------------------------------------------------------------- driver
     def run(self) -> ParsedMessage:
         msg = _parse_structure(self.raw)
-        for name, value in msg.raw_items():
-            self.headers.setdefault(name.strip().lower(), []).append(value)
+        self._read_headers(msg)
         parsed = self._headers_to_parsed()
         try:
             self._walk(msg)
@@ -762,9 +773,31 @@ class _Parser:
         self._finish(parsed)
         return parsed
 
+    def _read_headers(self, msg: Message) -> None:
+        self.root = msg
+        eight_bit = False
+        for name, value in msg.raw_items():
+            self.headers.setdefault(name.strip().lower(), []).append(value)
+            if not value.isascii():
+                eight_bit = True
+        if eight_bit:  # only then is the charset the message declares worth looking up
+            self.header_charset = self._message_charset()
+
+    def _message_charset(self) -> str | None:
+        if not self._message_cs_known:
+            self._message_cs_known = True
+            self._message_cs = _declared_charset(self.root) if self.root is not None else None
+        return self._message_cs
+
     def _h(self, name: str) -> str:
         values = self.headers.get(name)
         return values[0] if values else ""
+
+    def _text(self, name: str) -> str:
+        return collapse_whitespace(decode_header_value(self._h(name), self.header_charset))
+
+    def _addresses(self, name: str) -> list[Address]:
+        return parse_addresses(self.headers.get(name, ()), self.header_charset)
 
     def _headers_to_parsed(self) -> ParsedMessage:
         raw_id = self._h("message-id")
@@ -781,9 +814,7 @@ class _Parser:
             refs = [refs[0], *refs[-(MAX_REFERENCES - 1) :]]
         in_reply_to = next((i for i in in_reply if i != message_id), "")
 
-        senders = parse_addresses(self.headers.get("from", ())) or parse_addresses(
-            self.headers.get("sender", ())
-        )
+        senders = self._addresses("from") or self._addresses("sender")
         return ParsedMessage(
             message_id=message_id,
             content_hash=self.content_hash,
@@ -791,17 +822,15 @@ class _Parser:
             message_id_synthesized=synthesized,
             in_reply_to=in_reply_to,
             references=refs,
-            subject=collapse_whitespace(decode_header_value(self._h("subject"))),
+            subject=self._text("subject"),
             sender=senders[0] if senders else None,
-            to=parse_addresses(self.headers.get("to", ())),
-            cc=parse_addresses(self.headers.get("cc", ())),
-            bcc=parse_addresses(self.headers.get("bcc", ())),
-            reply_to=parse_addresses(self.headers.get("reply-to", ())),
+            to=self._addresses("to"),
+            cc=self._addresses("cc"),
+            bcc=self._addresses("bcc"),
+            reply_to=self._addresses("reply-to"),
             date=_parse_date(self._h("date"), self.internaldate),
-            list_id=collapse_whitespace(decode_header_value(self._h("list-id")))[:500],
-            list_unsubscribe=collapse_whitespace(decode_header_value(self._h("list-unsubscribe")))[
-                :2000
-            ],
+            list_id=self._text("list-id")[:500],
+            list_unsubscribe=self._text("list-unsubscribe")[:2000],
             precedence=_first_token(self._h("precedence")),
             auto_submitted=_first_token(self._h("auto-submitted")),
         )
@@ -841,7 +870,7 @@ class _Parser:
                 self.errors.append(f"One part could not be read ({_describe(exc)})")
 
     def _leaf(self, part: Message, ctype: str, payload: object) -> None:
-        _fix_part_headers(part)
+        _fix_part_headers(part, self._message_charset)
         disposition = (part.get_content_disposition() or "").lower()
         filename = self._filename(part)
         maintype = ctype.partition("/")[0]
@@ -971,22 +1000,27 @@ def _eml_name(data: bytes) -> str:
         sub = email.parser.BytesHeaderParser(policy=_POLICY).parsebytes(head)
         values = [v for k, v in sub.raw_items() if k.lower() == "subject"]
         if values:
-            subject = collapse_whitespace(decode_header_value(values[0]))
+            subject = collapse_whitespace(decode_header_value(values[0], _charset(sub)))
     except Exception:  # noqa: BLE001 - a name is a nicety
         subject = ""
     base = sanitize_filename(subject)[:120].rstrip(". ") if subject else ""
     return f"{base or 'message'}.eml"
 
 
-def _fix_part_headers(part: Message) -> None:
+def _fix_part_headers(part: Message, message_charset: Callable[[], str | None]) -> None:
     """Give the MIME headers of a part real text where they carry 8-bit bytes.
 
     compat32 hands surrogate-escaped values to ``get_param``/``get_filename`` as
-    ``Header`` objects whose ``str`` is U+FFFD, so a raw UTF-8 file name would be lost.
+    ``Header`` objects whose ``str`` is U+FFFD, so a raw file name would be lost. Bytes
+    that are not UTF-8 are read in the part's declared charset, else the message's
+    (``message_charset``, called only then), else cp1252.
     """
+    charsets: tuple[str | None, ...] | None = None
     for name, value in part.raw_items():
         if name.lower() in ("content-type", "content-disposition") and _SURROGATE.search(value):
-            part.replace_header(name, _fix_8bit(value))
+            if charsets is None:
+                charsets = (_charset(part), message_charset())
+            part.replace_header(name, _fix_8bit(value, *charsets))
 
 
 def _default_name(ctype: str) -> str:
@@ -1021,6 +1055,28 @@ def sanitize_filename(name: str) -> str:
         else:
             name = name[:200]
     return name
+
+
+def _declared_charset(root: Message) -> str | None:
+    """The charset a message declares for its text: the root's, else its first text part's.
+
+    The best guess at the sender's locale for raw 8-bit header bytes that are not UTF-8
+    (a mailer that writes them raw uses its own charset for the body too). Iterative and
+    bounded like the walk; labels no codec answers to are passed over.
+    """
+    stack = [root]
+    seen = 0
+    while stack and seen < MAX_PARTS:
+        part = stack.pop()
+        seen += 1
+        payload = part.get_payload()
+        if part is root or (not isinstance(payload, list) and _ctype(part).startswith("text/")):
+            label = _charset(part)
+            if resolve_charset(label):
+                return label
+        if isinstance(payload, list):
+            stack.extend(reversed(payload))
+    return None
 
 
 def _charset(part: Message) -> str | None:
@@ -1063,8 +1119,7 @@ def _salvage(
         head, body = raw[:split], raw[split:]
         parser = _Parser(raw, content_hash, internaldate, False)
         msg = email.message_from_bytes(head, policy=_POLICY)
-        for name, value in msg.raw_items():
-            parser.headers.setdefault(name.strip().lower(), []).append(value)
+        parser._read_headers(msg)
         parsed = parser._headers_to_parsed()
         parsed.text = decode_bytes(body[: 1024 * 1024], _charset(msg)).replace("\r\n", "\n")
         parsed.snippet = make_snippet(parsed.text)

@@ -16,6 +16,7 @@ __all__ = [
     "clean_text",
     "collapse_whitespace",
     "decode_bytes",
+    "decode_header_bytes",
     "detect_direction",
     "html_to_text",
     "make_snippet",
@@ -146,6 +147,44 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         return clean_text(data.decode("cp1252"))
     except UnicodeDecodeError:
         return clean_text(data.decode("latin-1"))
+
+
+# Codecs that cannot hold a byte above 0x7f: a label naming one tells nothing about
+# raw 8-bit bytes (decoding with it would only turn them into U+FFFD).
+_SEVEN_BIT_CODECS = frozenset(
+    {
+        "ascii",
+        "utf-7",
+        "hz",
+        "iso2022_jp",
+        "iso2022_jp_1",
+        "iso2022_jp_2",
+        "iso2022_jp_2004",
+        "iso2022_jp_3",
+        "iso2022_jp_ext",
+        "iso2022_kr",
+    }
+)
+
+
+def decode_header_bytes(data: bytes, *charsets: str | None) -> str:
+    """Decode raw 8-bit bytes found in a header (no RFC 2047 / 2231 label on them).
+
+    Order: UTF-8 first (RFC 6532, and what most mailers send today whatever the body
+    says), then the first of ``charsets`` -- those the part and the message declare for
+    their text, the best guess at the sender's locale -- that names a real codec able
+    to hold 8-bit bytes (``us-ascii`` or ``iso-2022-jp`` say nothing about them), then
+    :func:`decode_bytes`' fallbacks (mostly-UTF-8 with U+FFFD, cp1252, latin-1).
+    """
+    try:
+        return clean_text(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    for label in charsets:
+        declared = resolve_charset(label)
+        if declared and declared[0] not in _SEVEN_BIT_CODECS:
+            return decode_bytes(data, label)
+    return decode_bytes(data)
 
 
 def clean_text(text: str) -> str:
