@@ -29,14 +29,23 @@ def args(dovecot, user, command, *extra, security="ssl"):
     ]  # fmt: skip
 
 
-def run_module(argv, password):
-    env = dict(os.environ, TEST_IMAP_PASSWORD=password, PYTHONPATH=str(ROOT))
+# Secrets the CLI reads from the environment: a test sets the ones it means to.
+SECRET_ENV = ("PIPEMAIL_PASSWORD", "PIPEMAIL_OAUTH_CLIENT_SECRET", "PIPEMAIL_OAUTH_REFRESH_TOKEN")
+
+
+def run_module(argv, password=None, **env):
+    """``python -m pipemail`` in a child process, stdin closed (no prompt)."""
+    full = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    full.update(PYTHONPATH=str(ROOT), **env)
+    if password is not None:
+        full["TEST_IMAP_PASSWORD"] = password
     return subprocess.run(
         [sys.executable, "-m", "pipemail", *argv],
         capture_output=True,
         text=True,
-        env=env,
+        env=full,
         cwd=ROOT,
+        stdin=subprocess.DEVNULL,
         timeout=120,
     )
 
