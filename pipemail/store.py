@@ -19,6 +19,7 @@ benchmark of tens of thousands of messages measures the engine, not this store.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import threading
@@ -151,7 +152,11 @@ class MemoryStore:
     def pending_writes(self, account: str) -> Sequence[WriteBack]:
         with self._lock:
             done = self._results.get(account, {})
-            return [w for wid, w in self._writes.get(account, {}).items() if wid not in done]
+            return [
+                self._as_recorded(account, w)
+                for wid, w in self._writes.get(account, {}).items()
+                if wid not in done
+            ]
 
     def writes_done(self, account: str, results: Sequence[WriteResult]) -> None:
         with self._lock:
@@ -209,6 +214,19 @@ class MemoryStore:
 
     def _queue_write(self, account: str, write: WriteBack) -> None:
         self._writes.setdefault(account, {})[write.id] = write
+
+    def _as_recorded(self, account: str, write: WriteBack) -> WriteBack:
+        """The write with what was stored at sync time about its message (Message-ID,
+        size, INTERNALDATE), so the engine can check its identity from the header."""
+        msg = self._messages.get((account, write.expect_key)) if write.expect_key else None
+        if msg is None or write.expect_size or msg.message_id_synthesized:
+            return write
+        return dataclasses.replace(
+            write,
+            message_id=write.message_id or msg.message_id,
+            expect_size=msg.size,
+            expect_internaldate=msg.internaldate,
+        )
 
     def _apply(self, batch: SyncBatch) -> None:
         account, folder = batch.account, batch.folder

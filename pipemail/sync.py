@@ -478,7 +478,9 @@ class AccountSync:
         state = self._check_uidvalidity(name, state, mb)
 
         if writes:
-            self._push_writes(name, mb, writes)
+            # A folder just found recreated: its UIDs may hold other messages with the
+            # same Message-ID and size, so each key is computed from the whole message.
+            self._push_writes(name, mb, writes, full_check=fr.reset)
             if self.s.selected is None or self.s.selected.name != server_name:
                 mb = self.s.select(server_name)
             if mb.uidvalidity != state.uidvalidity:
@@ -561,10 +563,12 @@ class AccountSync:
             self._apply(SyncBatch(self.account, name, state=gone, reset_uidvalidity=True))
         raise FolderMissing(f"The folder “{name}” does not exist on the server.")
 
-    def _push_writes(self, name: str, mb: Mailbox, writes: list[WriteBack]) -> None:
+    def _push_writes(
+        self, name: str, mb: Mailbox, writes: list[WriteBack], *, full_check: bool = False
+    ) -> None:
         assert self.folder_map is not None
         results = writeback.apply_selected(
-            self.s, mb, writes, config=self.config, folders=self.folder_map
+            self.s, mb, writes, config=self.config, folders=self.folder_map, full_check=full_check
         )
         self.store.writes_done(self.account, results)
         fr = self.report.folder(name)

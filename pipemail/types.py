@@ -180,6 +180,10 @@ class WriteBack:
 
     ``expect_key`` is the message's key: the engine checks that the UID still holds
     that message before touching it, so a stale address never hits another message.
+    The key hashes the whole message; when the store also gives what it recorded at
+    sync time (``message_id``, ``expect_size``, ``expect_internaldate``), the check
+    reads only the header, RFC822.SIZE and INTERNALDATE, and reads the whole message
+    only when those do not all agree.
     """
 
     id: Any
@@ -188,8 +192,14 @@ class WriteBack:
     expect_key: str = ""
     target_folder: str = ""
     message_id: str = ""
-    """The message's Message-ID, when known. Only used to find a message that a
-    previous, interrupted attempt already moved, so a retry reports it done."""
+    """The message's Message-ID (as parsed, ``<>`` optional), when known. Finds a
+    message that a previous, interrupted attempt already moved, so a retry reports it
+    done; and is compared with the header at the UID by the identity check."""
+    expect_size: int = 0
+    """RFC822.SIZE the server gave at sync time; ``0`` when unknown (the identity
+    check then reads the whole message)."""
+    expect_internaldate: datetime | None = None
+    """INTERNALDATE given at sync time, compared too when known."""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,21 @@
 """Write the CRM's changes back to the server without ever touching the wrong message.
 
 A write-back is addressed by (folder, UIDVALIDITY, UID) and carries the key of the
-message it means. Before acting we SELECT the folder, compare UIDVALIDITY, then FETCH
-the message at that UID and recompute its key: if anything differs the result is
-``stale`` and nothing is sent. That is the only way to be safe when the folder was
-rebuilt, or the message expunged by another client, between the click in the CRM and
-this run.
+message it means. Before acting we SELECT the folder, compare UIDVALIDITY, then check
+that the UID still holds that message: if anything differs the result is ``stale`` and
+nothing is sent. That is the only way to be safe when the folder was rebuilt, or the
+message expunged by another client, between the click in the CRM and this run.
+
+The key hashes the whole message, so recomputing it means downloading it: a mass
+mark-as-read of large mails would fetch every byte again. When the store recorded the
+Message-ID, RFC822.SIZE (and INTERNALDATE) at sync time, the check first fetches only
+the header, size and date. All equal: it is the same message (within one UIDVALIDITY a
+UID is never given to another message; what this guards against is a folder recreated
+with the same UIDVALIDITY, where another message with the same Message-ID *and* the
+same size would have to land on the same UID). Anything else (a difference, a
+synthesised Message-ID, nothing recorded) is not read as "another message": the whole
+message is fetched and its key recomputed, as before. A folder the sync has just seen
+recreated is always checked the full way.
 
 Retries are idempotent: STORE of a flag already set is harmless, and a move whose UID
 has already left the source folder (a previous attempt moved it, then died before the
@@ -47,6 +57,8 @@ FLAG_OPS: dict[str, tuple[str, bool]] = {
 }
 MOVE_OPS = frozenset({"archive", "delete", "move"})
 VERIFY_BUDGET = 16 * 1024 * 1024
+HEADER_GROUP = 500
+"""UIDs whose headers one FETCH of the cheap identity check asks for."""
 
 STALE_UIDVALIDITY = "The folder was rebuilt on the server since; nothing was changed."
 STALE_GONE = "The message is no longer in this folder; nothing was changed."
@@ -112,6 +124,74 @@ def _key_of(item: FetchedMessage) -> str:
     return message_key(parsed, gm_msgid=item.gm_msgid)
 
 
+def _recorded(write: WriteBack) -> bool:
+    """The store gave what the header check compares."""
+    return bool(write.expect_key and write.message_id.strip("<> \t") and write.expect_size > 0)
+
+
+def _key_from_header(
+    item: FetchedMessage, writes: Sequence[WriteBack], *, max_message_bytes: int
+) -> str:
+    """The key at this UID decided from its header, size and date; ``""`` if undecided."""
+    if item.body is None:
+        return ""
+    parsed = parse_message(item.body, internaldate=item.internaldate, keep_attachment_content=False)
+    if item.size > max_message_bytes:
+        return message_key(parsed)  # the sync keys such a message by its header alone
+    if parsed.message_id_synthesized or len({w.expect_key for w in writes}) != 1:
+        return ""
+    for write in writes:
+        if (
+            write.message_id.strip("<> \t") != parsed.message_id
+            or write.expect_size != item.size
+            or (
+                write.expect_internaldate is not None
+                and write.expect_internaldate != item.internaldate
+            )
+        ):
+            return ""
+    return writes[0].expect_key
+
+
+def verify_keys(
+    session: ImapSession,
+    writes: Sequence[WriteBack],
+    *,
+    max_message_bytes: int,
+    full: bool = False,
+) -> dict[int, str]:
+    """The key of the message at each UID ``writes`` aim at (absent UIDs omitted).
+
+    UIDs whose every write carries what the store recorded at sync time are checked on
+    their header, RFC822.SIZE and INTERNALDATE first (see the module docstring); the
+    others, those the header cannot decide, and all of them with ``full``, by
+    :func:`server_keys`.
+    """
+    by_uid: dict[int, list[WriteBack]] = {}
+    for write in writes:
+        by_uid.setdefault(write.location.uid, []).append(write)
+    uids = sorted(by_uid)
+    if full or session.is_gmail:  # Gmail's key is X-GM-MSGID: already cheap
+        return server_keys(session, uids, max_message_bytes=max_message_bytes)
+    cheap = [u for u in uids if all(_recorded(w) for w in by_uid[u])]
+    undecided = [u for u in uids if not all(_recorded(w) for w in by_uid[u])]
+    keys: dict[int, str] = {}
+    for start in range(0, len(cheap), HEADER_GROUP):
+        group = cheap[start : start + HEADER_GROUP]
+        heads = session.fetch_messages(group, header_only=True)
+        for uid in group:
+            item = heads.get(uid)
+            if item is None:
+                continue  # no longer in the folder
+            key = _key_from_header(item, by_uid[uid], max_message_bytes=max_message_bytes)
+            if key:
+                keys[uid] = key
+            else:
+                undecided.append(uid)
+    keys.update(server_keys(session, sorted(undecided), max_message_bytes=max_message_bytes))
+    return keys
+
+
 def apply_writes(
     session: ImapSession,
     writes: Iterable[WriteBack],
@@ -146,11 +226,13 @@ def apply_selected(
     *,
     config: AccountConfig,
     folders: FolderMap,
+    full_check: bool = False,
 ) -> list[WriteResult]:
     """Apply write-backs aimed at the folder currently selected as ``mailbox``.
 
     May SELECT other folders at the end (to find messages an earlier attempt moved);
-    callers re-select what they need afterwards.
+    callers re-select what they need afterwards. ``full_check`` recomputes every key
+    from the whole message (a folder just seen recreated with the same UIDVALIDITY).
     """
     results: dict[object, WriteResult] = {}
     live: list[WriteBack] = []
@@ -162,11 +244,7 @@ def apply_selected(
         else:
             live.append(write)
 
-    keys = server_keys(
-        session,
-        sorted({w.location.uid for w in live}),
-        max_message_bytes=config.max_message_bytes,
-    )
+    keys = verify_keys(session, live, max_message_bytes=config.max_message_bytes, full=full_check)
     ready: list[WriteBack] = []
     lost: list[WriteBack] = []
     for write in live:

@@ -178,6 +178,26 @@ def test_writes_queue_and_results(store):
     assert store.stored_uids(A, "Archive", 3) == {40}
 
 
+def test_pending_writes_carry_what_was_recorded_at_sync(store):
+    """Message-ID, RFC822.SIZE and INTERNALDATE of the stored message go with the write
+    (the engine checks its target from the header with them); nothing known, nothing
+    added, and a synthesised Message-ID is no evidence."""
+    synthesized = remote("k2", "INBOX", 7, 2, message_id_synthesized=True)
+    store.apply(SyncBatch(A, "INBOX", state(), new=[remote("k1", "INBOX", 7, 1), synthesized]))
+    for n, key in enumerate(("k1", "k2", "unknown"), start=1):
+        store.queue_write(A, WriteBack(f"w{n}", "seen", Location("INBOX", 7, n), expect_key=key))
+    recorded, *others = store.pending_writes(A)
+    assert (recorded.message_id, recorded.expect_size, recorded.expect_internaldate) == (
+        "k1@example.com",
+        10,
+        datetime(2024, 3, 4, 10, 0, tzinfo=timezone.utc),
+    )
+    assert [(w.message_id, w.expect_size, w.expect_internaldate) for w in others] == [
+        ("", 0, None),
+        ("", 0, None),
+    ]
+
+
 def test_memory_store_is_thread_safe():
     store = MemoryStore()
 

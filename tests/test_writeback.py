@@ -7,13 +7,23 @@ after and checks that only the expected rows differ.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+
 import pytest
 
 from pipemail.imap import ImapSession
 from pipemail.store import MemoryStore
 from pipemail.sync import sync_account
 from pipemail.types import AccountConfig, Location, PasswordAuth, ServerConfig, WriteBack
-from pipemail.writeback import STALE_GONE, STALE_OTHER, STALE_UIDVALIDITY, append_sent, apply_writes
+from pipemail.writeback import (
+    STALE_GONE,
+    STALE_OTHER,
+    STALE_UIDVALIDITY,
+    append_sent,
+    apply_writes,
+    verify_keys,
+)
 
 FOLDERS = ("INBOX", "Sent", "Archive", "Trash", "Drafts", "Junk")
 
@@ -35,10 +45,10 @@ def config(dovecot, user, **kw) -> AccountConfig:
     )
 
 
-def mail(n: int) -> bytes:
+def mail(n: int, body: str = "") -> bytes:
     return (
         f"Message-ID: <w{n}@example.com>\r\nFrom: client{n}@customer.example\r\n"
-        f"To: me@corp.example\r\nSubject: deal {n}\r\n\r\nbody {n}\r\n"
+        f"To: me@corp.example\r\nSubject: deal {n}\r\n\r\n{body or f'body {n}'}\r\n"
     ).encode()
 
 
@@ -302,3 +312,126 @@ def test_append_sent_returns_location(dovecot, imap_user):
     store = MemoryStore()
     sync_account(cfg, store)
     assert store.folder_view(cfg.key, "Sent")[loc.uid].message_id == "w42@example.com"
+
+
+# ---------------------------------------------------------------- identity check cost
+
+
+@pytest.fixture
+def fetches(monkeypatch):
+    """Every FETCH of message content on the wire: (uids, header_only, bytes returned)."""
+    calls: list[tuple[list[int], bool, int]] = []
+    real = ImapSession.fetch_messages
+
+    def counting(self, uids, *, header_only=False):
+        got = real(self, uids, header_only=header_only)
+        calls.append((list(uids), header_only, sum(len(i.body or b"") for i in got.values())))
+        return got
+
+    monkeypatch.setattr(ImapSession, "fetch_messages", counting)
+    return calls
+
+
+def test_identity_check_reads_headers_not_whole_messages(dovecot, imap_user, fetches):
+    """Marking large mails read: the store recorded Message-ID, size and INTERNALDATE at
+    sync time, so the check reads headers only. Without them it reads every byte."""
+    body = "x" * 200_000
+    dovecot.append_many(imap_user, "INBOX", [mail(n, body) for n in range(1, 21)])
+    cfg = config(dovecot, imap_user)
+    store = MemoryStore()
+    sync_account(cfg, store)
+    before = snapshot(dovecot, imap_user)
+    fetches.clear()
+    results, _ = run(cfg, store, [write(store, cfg, n, "seen", f"s{n}") for n in range(1, 21)])
+    assert {r.status for r in results.values()} == {"done"}
+    assert changed(before, snapshot(dovecot, imap_user)) == {
+        ("INBOX", f"<w{n}@example.com>") for n in range(1, 21)
+    }
+    assert [header_only for _uids, header_only, _n in fetches] == [True]
+    assert sum(n for *_rest, n in fetches) < 20 * 1000
+
+    # The same check for writes that carry nothing recorded: the whole messages.
+    fetches.clear()
+    bare = [write(store, cfg, n, "unseen", f"u{n}") for n in range(1, 21)]
+    with ImapSession.open(cfg) as s:
+        assert {r.status for r in apply_writes(s, bare, config=cfg)} == {"done"}
+    assert sum(n for *_rest, n in fetches) > 20 * 200_000
+
+
+def test_header_check_that_disagrees_reads_the_whole_message(dovecot, imap_user, synced, fetches):
+    """A recorded value that does not match (a server reporting another size, a
+    Message-ID stored differently) is never read as "another message": the key is
+    recomputed from the whole message, and here it is the same message."""
+    cfg, store = synced
+    size = store.get(cfg.key, write(store, cfg, 2, "seen", "-").expect_key).size
+    writes = [
+        dataclasses.replace(write(store, cfg, 1, "seen", "size"), expect_size=size + 1),
+        dataclasses.replace(
+            write(store, cfg, 2, "seen", "mid"), message_id="<other@example.com>", expect_size=size
+        ),
+        dataclasses.replace(
+            write(store, cfg, 5, "flag", "date"),
+            expect_size=size,
+            expect_internaldate=dt.datetime(2001, 1, 1, 12, 0),
+        ),
+    ]
+    fetches.clear()
+    results, _ = run(cfg, store, writes)
+    assert {r.status for r in results.values()} == {"done"}
+    whole = sorted(u for uids, header_only, _n in fetches if not header_only for u in uids)
+    assert whole == sorted(w.location.uid for w in writes)
+
+
+def test_message_above_size_limit_is_checked_on_its_header(dovecot, imap_user, fetches):
+    """The sync keys a message above max_message_bytes by its header: the header fetch
+    gives its real key, so a different message at the UID is stale, never flagged."""
+    dovecot.append_many(imap_user, "INBOX", [mail(1, "y" * 300_000), mail(2, "z" * 300_000)])
+    cfg = config(dovecot, imap_user, max_message_bytes=100_000)
+    store = MemoryStore()
+    sync_account(cfg, store)
+    before = snapshot(dovecot, imap_user)
+    ok = write(store, cfg, 1, "seen", "ok")
+    wrong = dataclasses.replace(
+        write(store, cfg, 2, "seen", "wrong"), expect_key=ok.expect_key, message_id=ok.message_id
+    )
+    fetches.clear()
+    results, _ = run(cfg, store, [ok, wrong])
+    assert results["ok"].status == "done"
+    assert results["wrong"].status == "stale" and results["wrong"].error == STALE_OTHER
+    assert changed(before, snapshot(dovecot, imap_user)) == {("INBOX", "<w1@example.com>")}
+    assert all(header_only for _uids, header_only, _n in fetches)
+
+
+def test_recreated_folder_is_checked_on_whole_messages(dovecot, imap_user):
+    """The one way a UID can come to hold another message: the folder deleted and
+    recreated with the same UIDVALIDITY. A copy with the same Message-ID, size and
+    INTERNALDATE but other bytes passes the header check; the sync sees the folder went
+    back (UIDNEXT, HIGHESTMODSEQ) and checks each write on the whole message."""
+    when = dt.datetime(2024, 3, 4, 10, 0, tzinfo=dt.timezone.utc)
+    dovecot.create_mailbox(imap_user, "Deals")
+    dovecot.append_many(imap_user, "Deals", [(mail(n), (), when) for n in range(1, 4)])
+    cfg = config(dovecot, imap_user, folders=["Deals"])
+    store = MemoryStore()
+    sync_account(cfg, store)
+    store.queue_write(cfg.key, write(store, cfg, 2, "flag", "f", folder="Deals"))
+    (recorded,) = store.pending_writes(cfg.key)
+    assert recorded.expect_size and recorded.expect_internaldate
+
+    uidvalidity = store.state(cfg.key, "Deals").uidvalidity
+    dovecot.delete_mailbox(imap_user, "Deals")
+    dovecot.create_mailbox(imap_user, "Deals")
+    dovecot.set_uidvalidity(imap_user, "Deals", uidvalidity)
+    impostor = mail(2, "BODY 2")
+    assert len(impostor) == len(mail(2))
+    dovecot.append_many(imap_user, "Deals", [(mail(1), (), when), (impostor, (), when)])
+    with ImapSession.open(cfg) as s:
+        s.select("Deals")
+        fooled = verify_keys(s, [recorded], max_message_bytes=cfg.max_message_bytes)
+        real = verify_keys(s, [recorded], max_message_bytes=cfg.max_message_bytes, full=True)
+    assert fooled == {2: recorded.expect_key} and real[2] != recorded.expect_key
+
+    report = sync_account(cfg, store)
+    assert report.ok and report.folders["Deals"].reset
+    result = store.result(cfg.key, "f")
+    assert result.status == "stale" and result.error == STALE_OTHER
+    assert [r["flags"] for r in dovecot.fetch_state(imap_user, "Deals")] == [set(), set()]

@@ -255,7 +255,9 @@ class OdooStore:
         rows = self.env["pipemail.writeback"].search(
             [("account_id", "=", self.account.id), ("state", "=", "pending")], order="id"
         )
-        # archive and delete targets are found by the engine (SPECIAL-USE, Gmail labels)
+        # archive and delete targets are found by the engine (SPECIAL-USE, Gmail labels);
+        # Message-ID and size recorded at sync time let it check the message's identity
+        # from its header instead of downloading it whole
         return [
             WriteBack(
                 id=row.id,
@@ -263,6 +265,8 @@ class OdooStore:
                 location=Location(row.folder_id.name, row.uidvalidity, row.uid),
                 expect_key=row.expect_key or "",
                 target_folder=row.target_folder or "",
+                message_id=row.message_id.message_id_header or "",
+                expect_size=row.message_id.size or 0,
             )
             for row in rows
         ]
