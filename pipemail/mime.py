@@ -33,6 +33,7 @@ import email.parser
 import email.policy
 import email.utils
 import hashlib
+import inspect
 import mimetypes
 import re
 import unicodedata
@@ -272,6 +273,22 @@ def _simple_addresses(values: list[str]) -> list[tuple[str, str]] | None:
     return pairs
 
 
+_GETADDRESSES_STRICT = "strict" in inspect.signature(email.utils.getaddresses).parameters
+
+
+def getaddresses(values: list[str]) -> list[tuple[str, str]]:
+    """``email.utils.getaddresses`` with the per-entry behaviour of every Python.
+
+    Pythons with the CVE-2023-27043 fix (3.13, and security releases of 3.11/3.12
+    such as Debian 12's 3.11.2+deb12u6) default to ``strict=True``, which answers
+    ``[("", "")]`` for a whole header as soon as one entry is malformed: the good
+    addresses beside it would be lost. Each entry is judged by the caller instead.
+    """
+    if _GETADDRESSES_STRICT:
+        return email.utils.getaddresses(values, strict=False)
+    return email.utils.getaddresses(values)
+
+
 def parse_addresses(values: Iterable[str], charset: str | None = None) -> list[Address]:
     """Addresses from raw header values; garbage entries are skipped, never fatal.
 
@@ -283,7 +300,7 @@ def parse_addresses(values: Iterable[str], charset: str | None = None) -> list[A
     pairs = _simple_addresses(joined)
     if pairs is None:
         try:
-            pairs = email.utils.getaddresses(joined)
+            pairs = getaddresses(joined)
         except Exception:  # noqa: BLE001 - a parser bug on one header must not lose the mail
             pairs = []
     result: list[Address] = []

@@ -480,3 +480,22 @@ def test_normalize_subject(subject: str, expected: str) -> None:
 )
 def test_detect_direction(text: str, expected: str) -> None:
     assert detect_direction(text) == expected
+
+
+def test_good_addresses_kept_where_python_parses_strictly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pythons with the CVE-2023-27043 fix (e.g. Debian 12's 3.11.2+deb12u6) answer
+    ``[("", "")]`` for a whole header when one entry is malformed, unless asked
+    ``strict=False``; emulated here so the test means the same on every Python."""
+    import email.utils
+
+    from pipemail import mime
+
+    lenient = email.utils.getaddresses
+
+    def strict_by_default(values, *, strict=True):  # noqa: ANN001, ANN202 - stdlib's shape
+        return [("", "")] if strict else lenient(values)
+
+    monkeypatch.setattr(email.utils, "getaddresses", strict_by_default)
+    monkeypatch.setattr(mime, "_GETADDRESSES_STRICT", True)
+    p = parse_message(msg("From: nobody\nTo: , ;, <>, good@example.com, @@, Ann <ann@example.com>"))
+    assert [a.email for a in p.to] == ["good@example.com", "ann@example.com"]

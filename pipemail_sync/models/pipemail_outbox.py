@@ -29,7 +29,6 @@ import json
 import logging
 import re
 from datetime import timedelta
-from email.utils import getaddresses
 
 from lxml import html as lxml_html
 from markupsafe import Markup
@@ -108,7 +107,7 @@ def parse_addresses(env, text, strict=True):
     text = (text or "").replace(";", ",")
     found = []
     seen = set()
-    for name, email in getaddresses([text]):
+    for name, email in pm_mime.getaddresses([text]):
         email = (email or "").strip()
         if not email:
             continue
