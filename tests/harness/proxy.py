@@ -33,6 +33,9 @@ class _Conn:
         self.down = 0  # server -> client bytes forwarded
         self.up = 0
         self.cut_base: int | None = None  # downstream count when the cut rule applied
+        # set before the last bytes of a cut go to the client: whatever the client sends
+        # in answer to them must not reach the server in the instant before the close
+        self.cutting = threading.Event()
         self.closed = threading.Event()
         self._close_lock = threading.Lock()
 
@@ -233,6 +236,8 @@ class TCPProxy:
                 if downstream and self._forward_down(conn, data):
                     return
                 if not downstream:
+                    if conn.cutting.is_set():
+                        break
                     dst.sendall(data)
                     with self._lock:
                         conn.up += len(data)
@@ -260,6 +265,8 @@ class TCPProxy:
                         if rule.remaining == 0:
                             self._cut = None
                     self.cuts += 1
+        if cut_at is not None:
+            conn.cutting.set()
         chunk = data if cut_at is None else data[:cut_at]
         if chunk:
             conn.client.sendall(chunk)
