@@ -13,10 +13,14 @@ class PipemailError(Exception):
     #: short machine code the UI and the tests use to tell errors apart
     code = "error"
 
-    def __init__(self, message: str, *, detail: str = "") -> None:
+    def __init__(self, message: str, *, detail: str = "", oauth_error: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        #: the OAuth provider's own ``error`` code (RFC 6749 5.2: ``invalid_grant``,
+        #: ``invalid_client``, ``unauthorized_client``...) when a token endpoint answered
+        #: one; "" otherwise. ``code`` says what to do, this says what the provider said.
+        self.oauth_error = oauth_error
 
     def __str__(self) -> str:
         return self.message

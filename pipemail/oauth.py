@@ -121,21 +121,25 @@ def _raise_typed(provider: str, failure: _TokenFailure) -> NoReturn:
             f"{name} no longer accepts this mailbox's sign-in. "
             "Reconnect the account to resume syncing.",
             detail=detail,
+            oauth_error=failure.error,
         )
     if failure.transient:
         raise ConnectFailed(
             f"{name} could not renew the mailbox sign-in just now. Syncing will try again.",
             detail=detail,
+            oauth_error=failure.error,
         )
     if failure.error in ("invalid_client", "unauthorized_client"):
         raise AuthFailed(
             f"{name} refused this application's sign-in settings. Ask an administrator to "
             "check the OAuth client id and secret.",
             detail=detail,
+            oauth_error=failure.error,
         )
     raise AuthFailed(
         f"{name} refused to renew the mailbox sign-in. Try reconnecting the account.",
         detail=detail,
+        oauth_error=failure.error,
     )
 
 

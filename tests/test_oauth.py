@@ -135,6 +135,7 @@ def test_google_revoked_is_reconnect_needed_without_retry_storm(server):
         with pytest.raises(ReconnectNeeded) as info:
             source.access_token(force_refresh=True)
         assert "Reconnect" in str(info.value)
+        assert info.value.oauth_error == "invalid_grant"  # the latched error keeps it too
     assert source.reconnect_needed
     n = token_requests(server)
     print(f"\n[no-retry-storm] google: 20 calls after revoke -> {n} token request(s)")
@@ -159,6 +160,7 @@ def test_google_bad_client_is_auth_failed_not_reconnect(server):
         source.access_token()
     assert not isinstance(info.value, ReconnectNeeded)
     assert "administrator" in str(info.value)
+    assert info.value.oauth_error == "invalid_client"
 
 
 def test_google_transient_error_is_connect_failed_and_not_latched(server):
@@ -177,8 +179,9 @@ def test_google_unreachable_token_endpoint_is_connect_failed():
     source = GoogleTokenSource(
         "rt", CLIENT_ID, CLIENT_SECRET, token_uri="http://127.0.0.1:9/token", timeout=2
     )
-    with pytest.raises(ConnectFailed):
+    with pytest.raises(ConnectFailed) as info:
         source.access_token()
+    assert info.value.oauth_error == ""  # no provider answered
 
 
 def test_no_refresh_token_at_all_is_a_config_error():
@@ -314,6 +317,37 @@ def test_microsoft_user_fixable_errors_are_reconnect_needed(server, error):
     with pytest.raises(ReconnectNeeded):
         source.access_token()
     assert token_requests(server) == 1
+
+
+@pytest.mark.parametrize("provider", ["google", "microsoft"])
+def test_provider_error_code_is_on_the_exception(server, provider):
+    """Callers tell a revoked grant from a wrong client by the provider's own code."""
+    make = google if provider == "google" else microsoft
+    _, rt = server.issue("carol")
+    server.revoke(rt)
+    with pytest.raises(ReconnectNeeded) as revoked:
+        make(server, rt, rotation_grace=0).access_token()
+    assert (revoked.value.code, revoked.value.oauth_error) == ("reconnect", "invalid_grant")
+
+    _, rt = server.issue("carol")
+    server.client_secret = "not-what-the-app-sends"
+    with pytest.raises(AuthFailed) as wrong_client:
+        make(server, rt).access_token()
+    assert (wrong_client.value.code, wrong_client.value.oauth_error) == ("auth", "invalid_client")
+    server.client_secret = CLIENT_SECRET
+
+    server.fail_next(400, error="unauthorized_client")
+    with pytest.raises(AuthFailed) as unauthorized:
+        make(server, rt).access_token()
+    assert not isinstance(unauthorized.value, ReconnectNeeded)
+    assert unauthorized.value.oauth_error == "unauthorized_client"
+    assert server.refresh_token_valid(rt)  # a client error does not burn the grant
+
+    server.fail_next(503, n=5, error="temporarily_unavailable")
+    with pytest.raises(ConnectFailed) as transient:
+        make(server, rt).access_token()
+    # msal raises for a 5xx without the body's code; it says server_error then
+    assert transient.value.oauth_error in ("temporarily_unavailable", "server_error")
 
 
 def test_microsoft_transient_error_is_connect_failed(server):
