@@ -173,7 +173,13 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("--since", type=date.fromisoformat, help="history window start, YYYY-MM-DD")
     sync.add_argument("--folders", help="comma-separated folder names (default: Inbox and Sent)")
     sync.add_argument("--batch-size", type=int, default=200)
-    sync.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    sync.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar on stderr (default: only when stderr is a terminal, "
+        "so logs and pipes get no carriage-return redraws)",
+    )
     sync.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -317,9 +323,56 @@ class TokenError(PipemailError):
     """The provider would not hand out an access token; ``hint`` says what to do from a shell."""
 
     def __init__(self, cause: PipemailError, hint: str) -> None:
-        super().__init__(cause.message, detail=cause.detail)
+        super().__init__(cause.message, detail=cause.detail, oauth_error=cause.oauth_error)
         self.code = cause.code
         self.hint = hint
+
+
+USER_SIGN_IN_ERRORS = frozenset({"interaction_required", "consent_required", "login_required"})
+
+
+def _token_hint(exc: PipemailError, args: argparse.Namespace) -> str:
+    """What to do about a token endpoint's refusal, told by the provider's error code."""
+    hint = _token_advice(exc, args)
+    return hint[:1].upper() + hint[1:]
+
+
+def _token_advice(exc: PipemailError, args: argparse.Namespace) -> str:
+    provider = PROVIDER_NAMES[args.oauth]
+    said = f"{provider} answered {exc.oauth_error}: " if exc.oauth_error else ""
+    if isinstance(exc, ReconnectNeeded):
+        if exc.oauth_error in USER_SIGN_IN_ERRORS:
+            return (
+                f"{said}the user must sign in again in a browser (multi-factor "
+                "authentication, consent or an access policy): get a new refresh token."
+            )
+        return (
+            f"{said}the refresh token was revoked, has expired, or is unknown to "
+            f"{provider}: sign in again to get a new one."
+        )
+    if isinstance(exc, AuthFailed):
+        if exc.oauth_error == "invalid_client":
+            return (
+                f"{said}{provider} does not know this client or its secret: check "
+                f"--client-id and the client secret in {args.client_secret_env}."
+            )
+        if exc.oauth_error == "unauthorized_client":
+            return (
+                f"{said}this client may not use refresh tokens, or the refresh token was "
+                "issued to another client: check the app registration and --client-id."
+            )
+        return (
+            f"{said}check --client-id and the client secret in {args.client_secret_env}: "
+            "the refresh token must have been issued to that client."
+        )
+    if exc.oauth_error:
+        return f"{said}{provider} is having trouble; try again later."
+    where = (
+        args.token_uri
+        or args.authority
+        or (GOOGLE_TOKEN_URI if args.oauth == "google" else MICROSOFT_AUTHORITY)
+    )
+    return f"The token endpoint is {where}: check the network and that address."
 
 
 def _sign_in(auth: OAuth2Auth, args: argparse.Namespace) -> None:
@@ -328,30 +381,10 @@ def _sign_in(auth: OAuth2Auth, args: argparse.Namespace) -> None:
     A failure here is the token endpoint's, not the mail server's, so it can be told
     in the CLI's terms: which option or variable to look at.
     """
-    provider = PROVIDER_NAMES[args.oauth]
     try:
         auth.tokens.access_token()
-    except ReconnectNeeded as exc:
-        raise TokenError(
-            exc,
-            f"The refresh token was revoked, has expired, or is unknown to {provider}: "
-            "sign in again to get a new one.",
-        ) from exc
-    except AuthFailed as exc:
-        raise TokenError(
-            exc,
-            f"Check --client-id and the client secret in {args.client_secret_env}: "
-            "the refresh token must have been issued to that client.",
-        ) from exc
-    except ConnectFailed as exc:
-        where = (
-            args.token_uri
-            or args.authority
-            or (GOOGLE_TOKEN_URI if args.oauth == "google" else MICROSOFT_AUTHORITY)
-        )
-        raise TokenError(
-            exc, f"The token endpoint is {where}: check the network and that address."
-        ) from exc
+    except (AuthFailed, ConnectFailed) as exc:
+        raise TokenError(exc, _token_hint(exc, args)) from exc
 
 
 def _config(args: argparse.Namespace, err: TextIO) -> AccountConfig:
@@ -458,6 +491,20 @@ def _print_sync(report: SyncReport, out: TextIO) -> None:
     out.write(f"Done: {report.summary()}\n")
 
 
+def _wants_progress(args: argparse.Namespace, err: TextIO) -> bool:
+    """``--progress``/``--no-progress`` if given, else whether the bar's stream is a terminal.
+
+    The bar redraws one line with carriage returns: on a terminal that is a bar, in a
+    log file or a pipe it is a heap of partial lines. The stream checked is the one the
+    bar is drawn on (stderr); stdout may be redirected to a file while the bar still
+    shows on the terminal.
+    """
+    if args.progress is not None:
+        return bool(args.progress)
+    isatty = getattr(err, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def _open_store(spec: str) -> MemoryStore:
     if spec == "memory":
         return MemoryStore()
@@ -492,7 +539,7 @@ def main(
                 _print_check(report, out)
             return EXIT_OK
         store = _open_store(args.store)
-        bar = None if args.no_progress else ProgressBar(err)
+        bar = ProgressBar(err) if _wants_progress(args, err) else None
         try:
             result = sync_account(config, store, progress=bar, keep_attachment_content=False)
         finally:

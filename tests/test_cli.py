@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
 
+from pipemail import cli
 from pipemail.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +87,10 @@ def test_sync_jsonl_with_progress_and_resume(dovecot, imap_user, tmp_path):
     dovecot.append_many(imap_user, "INBOX", [mail(n) for n in range(1, 51)])
     dovecot.append(imap_user, "Sent", mail(100))
     journal = tmp_path / "store.jsonl"
-    argv = args(dovecot, imap_user, "sync", "--store", f"jsonl:{journal}", "--batch-size", "10")
+    argv = args(
+        dovecot, imap_user, "sync", "--store", f"jsonl:{journal}", "--batch-size", "10",
+        "--progress",
+    )  # fmt: skip
     proc = run_module(argv, imap_user.password)
     assert proc.returncode == 0, proc.stderr
     assert "INBOX: 50 new" in proc.stdout and "Sent: 1 new" in proc.stdout
@@ -143,3 +148,67 @@ def test_no_password_is_a_clear_error(dovecot, imap_user):
     code = main(args(dovecot, imap_user, "check"), out=io.StringIO(), err=err)
     assert code == 2
     assert "TEST_IMAP_PASSWORD" in err.getvalue()
+
+
+def run_module_stderr_on_terminal(argv, password):
+    """``python -m pipemail`` with stderr on a pseudo-terminal; returns (code, stdout, stderr)."""
+    master, slave = pty.openpty()
+    full = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    full.update(PYTHONPATH=str(ROOT), TEST_IMAP_PASSWORD=password)
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipemail", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=full,
+        cwd=ROOT,
+    ) as child:
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal's last writer
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(master)
+        out = child.stdout.read().decode()
+        code = child.wait(timeout=120)
+    return code, out, b"".join(chunks).decode(errors="replace")
+
+
+def test_sync_progress_bar_only_on_a_terminal_by_default(dovecot, imap_user):
+    """Logs and pipes get no carriage-return redraws unless --progress asks for them."""
+    dovecot.append_many(imap_user, "INBOX", [mail(n) for n in range(1, 21)])
+    argv = args(dovecot, imap_user, "sync", "--folders", "INBOX")
+    proc = run_module(argv, imap_user.password)  # stdout and stderr are pipes
+    assert proc.returncode == 0, proc.stderr
+    assert "INBOX: 20 new" in proc.stdout
+    assert proc.stderr == ""
+
+    code, out, err = run_module_stderr_on_terminal(argv, imap_user.password)
+    assert code == 0, err
+    assert "INBOX: 20 new" in out  # stdout is a pipe: what counts is where the bar goes
+    assert "\r" in err and "INBOX" in err
+
+    code, out, err = run_module_stderr_on_terminal([*argv, "--no-progress"], imap_user.password)
+    assert code == 0, err
+    assert err == ""
+
+
+def test_progress_options_override_the_terminal_check():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    parser = cli._parser()
+    base = ["sync", "--host", "h", "--user", "u"]
+    for extra, stream, expected in [
+        ([], io.StringIO(), False),
+        ([], Terminal(), True),
+        (["--no-progress"], Terminal(), False),
+        (["--progress"], io.StringIO(), True),
+    ]:
+        assert cli._wants_progress(parser.parse_args([*base, *extra]), stream) is expected

@@ -121,8 +121,8 @@ def test_google_dead_refresh_token_is_a_plain_error(dovecot_oauth, user, server,
     assert proc.stderr.splitlines() == [
         "Error: Google no longer accepts this mailbox's sign-in. "
         "Reconnect the account to resume syncing.",
-        "The refresh token was revoked, has expired, or is unknown to Google: "
-        "sign in again to get a new one.",
+        "Google answered invalid_grant: the refresh token was revoked, has expired, "
+        "or is unknown to Google: sign in again to get a new one.",
     ]
     assert token_requests(server) == 1  # no retry
     assert server.counts["introspect"] == 0  # the mail server was never bothered
@@ -138,7 +138,10 @@ def test_google_wrong_client_secret_is_a_plain_error(dovecot_oauth, user, server
         "Error: Google refused this application's sign-in settings. Ask an administrator "
         "to check the OAuth client id and secret."
     )
-    assert "--client-id" in lines[1] and "PIPEMAIL_OAUTH_CLIENT_SECRET" in lines[1]
+    assert lines[1] == (
+        "Google answered invalid_client: Google does not know this client or its secret: "
+        "check --client-id and the client secret in PIPEMAIL_OAUTH_CLIENT_SECRET."
+    )
     assert "Traceback" not in proc.stderr
     assert server.refresh_token_valid(rt)  # a client error does not burn the grant
 
@@ -237,11 +240,32 @@ def test_microsoft_revoked_grant_is_a_plain_error(dovecot_oauth, user, server, m
     assert err.splitlines() == [
         "Error: Microsoft no longer accepts this mailbox's sign-in. "
         "Reconnect the account to resume syncing.",
-        "The refresh token was revoked, has expired, or is unknown to Microsoft: "
-        "sign in again to get a new one.",
+        "Microsoft answered invalid_grant: the refresh token was revoked, has expired, "
+        "or is unknown to Microsoft: sign in again to get a new one.",
     ]
     assert out == ""
     assert token_requests(server) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "advice"),
+    [
+        ("unauthorized_client", "this client may not use refresh tokens"),
+        ("interaction_required", "must sign in again in a browser"),
+        ("temporarily_unavailable", "try again later"),
+    ],
+)
+def test_microsoft_advice_follows_the_provider_code(
+    dovecot_oauth, user, server, monkeypatch, error, advice
+):
+    _, rt = server.issue(user.name)
+    server.fail_next(400, error=error)
+    argv = oauth_args(dovecot_oauth, user, "check", "microsoft", server)
+    code, out, err = run_main(argv, monkeypatch, server, rt)
+    assert code == cli.EXIT_ERROR
+    assert out == ""
+    hint = err.splitlines()[1]
+    assert hint.startswith(f"Microsoft answered {error}: ") and advice in hint, hint
 
 
 # --- options -----------------------------------------------------------------------------
