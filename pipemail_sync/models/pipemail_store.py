@@ -416,9 +416,12 @@ class OdooStore:
                 # older state; it reaches the server at the next push
                 vals["is_read"] = "\\Seen" in flags
                 vals["is_flagged"] = "\\Flagged" in flags
+            vals = {k: v for k, v in vals.items() if message[k] != v}
             if change.labels is not None:
-                vals["label_ids"] = [(6, 0, [self._label(n).id for n in change.labels])]
-            vals = {k: v for k, v in vals.items() if message[k] != v} if vals else {}
+                label_ids = sorted({self._label(n).id for n in change.labels})
+                # compared as ids: a recordset never equals a command list
+                if label_ids != sorted(message.label_ids.ids):
+                    vals["label_ids"] = [(6, 0, label_ids)]
             if vals:
                 message.write(vals)
                 touched |= message.thread_id
@@ -607,11 +610,12 @@ class OdooStore:
 
     def _reopen_archived(self, messages, remotes) -> None:
         """New mail in the Inbox brings an archived conversation back, as in any mail
-        client; a copy landing in Sent or Archive does not."""
+        client; a copy landing in Sent or Archive does not. On Gmail every message is
+        stored from All Mail: being in the Inbox is its \\Inbox label."""
         inbox = {
             message
             for message, rm in zip(messages, remotes, strict=True)
-            if self._folder(rm.location.folder).role == "inbox"
+            if self._folder(rm.location.folder).role == "inbox" or "\\Inbox" in (rm.labels or ())
         }
         threads = self.env["pipemail.thread"].union(*(m.thread_id for m in inbox))
         threads.filtered(lambda t: not t.active).write({"active": True})
