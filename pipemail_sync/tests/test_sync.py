@@ -1,10 +1,14 @@
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from unittest.mock import patch
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 from odoo.tools import config
+
+from pipemail import writeback as pm_writeback
+from pipemail.imap import ImapSession
 
 from .common import PipemailDovecotCase, make_mail
 
@@ -308,6 +312,96 @@ class TestSync(PipemailDovecotCase):
         flags = {r["message_id"]: r["flags"] for r in self.dovecot.fetch_state(login, "INBOX")}
         self.assertIn("\\Seen", flags["<v0@x.example>"])
         self.assertNotIn("\\Seen", flags["<v1@x.example>"])
+
+    def test_writeback_of_large_message_is_checked_from_its_header(self):
+        """Mark-as-read of a 2 MB message: the Message-ID and size stored at sync time
+        let the engine check the UID from the header, not by downloading the message."""
+        login, account = self.new_mailbox()
+        self.deliver(
+            login, make_mail(subject="Big", message_id="<big@x.example>", body="x" * 2_000_000)
+        )
+        self.deliver(login, make_mail(subject="Small", message_id="<small@x.example>"))
+        self.sync(account)
+        message = self.message(account, "big@x.example")
+        self.assertGreater(message.size, 2_000_000)
+        message.thread_id.with_user(self.sally).action_mark_read()
+        row = self.env["pipemail.writeback"].search([("message_id", "=", message.id)])
+        self.assertEqual(row.state, "pending")
+
+        fetched = []  # (uids, header_only, bytes received) of every content FETCH
+        keyed = []  # UIDs the whole-message identity check was asked about
+        real_fetch, real_keys = ImapSession.fetch_messages, pm_writeback.server_keys
+
+        def fetch_messages(session, uids, *, header_only=False):
+            got = real_fetch(session, uids, header_only=header_only)
+            fetched.append((list(uids), header_only, sum(len(i.body or b"") for i in got.values())))
+            return got
+
+        def server_keys(session, uids, *, max_message_bytes):
+            keyed.extend(uids)
+            return real_keys(session, uids, max_message_bytes=max_message_bytes)
+
+        with (
+            patch.object(ImapSession, "fetch_messages", fetch_messages),
+            patch.object(pm_writeback, "server_keys", server_keys),
+        ):
+            self.sync(account)
+
+        self.assertEqual(row.state, "done", row.error)
+        flags = {r["message_id"]: r["flags"] for r in self.dovecot.fetch_state(login, "INBOX")}
+        self.assertIn("\\Seen", flags["<big@x.example>"])
+        self.assertNotIn("\\Seen", flags["<small@x.example>"])
+        self.assertEqual(keyed, [], "decided from the header: no whole-message check")
+        self.assertEqual([(uids, header_only) for uids, header_only, _n in fetched], [([1], True)])
+        self.assertLess(sum(n for *_rest, n in fetched), 10_000)
+
+    def test_writeback_to_a_message_replaced_under_the_same_uid_is_stale(self):
+        """The folder deleted and recreated with the same UIDVALIDITY, UID 2 now holding
+        a copy with the same Message-ID, size and date but other bytes: the header
+        check would take it for the same message; the sync sees the folder went back,
+        checks the whole message, and leaves it alone."""
+        login, account = self.new_mailbox()
+        self.dovecot.create_mailbox(login, "Deals")
+        account._action_test_connection()
+        account.folder_ids.filtered(lambda f: f.name == "Deals").sync = True
+        when = datetime(2024, 3, 4, 10, 0, tzinfo=timezone.utc)
+
+        def deal(n, body):
+            return make_mail(
+                subject=f"Deal {n}", message_id=f"<deal{n}@x.example>", body=body, date=when
+            )
+
+        originals = [deal(n, f"original text {n}") for n in (1, 2, 3)]
+        impostor = deal(2, "IMPOSTOR text 2")
+        self.assertEqual(len(impostor), len(originals[1]))
+        self.dovecot.append_many(login, "Deals", [(raw, (), when) for raw in originals])
+        self.sync(account)
+        target = self.message(account, "deal2@x.example")
+        self.assertEqual(target.location_ids.uid, 2)
+        uidvalidity = target.location_ids.uidvalidity
+        target.thread_id.with_user(self.sally).action_mark_read()
+        row = self.env["pipemail.writeback"].search([("message_id", "=", target.id)])
+        self.assertEqual(row.state, "pending")
+
+        self.dovecot.delete_mailbox(login, "Deals")
+        self.dovecot.create_mailbox(login, "Deals")
+        self.dovecot.set_uidvalidity(login, "Deals", uidvalidity)
+        self.dovecot.append_many(login, "Deals", [(originals[0], (), when), (impostor, (), when)])
+        self.sync(account)
+
+        self.assertEqual(row.state, "stale")
+        self.assertIn("Another message", row.error)
+        state = self.dovecot.fetch_state(login, "Deals")
+        self.assertEqual([r["uid"] for r in state], [1, 2])
+        self.assertEqual([r["flags"] for r in state], [set(), set()], "nothing was marked read")
+        # the impostor is a message of its own in Odoo, unread as on the server
+        copies = self.message(account, "deal2@x.example")
+        self.assertEqual(len(copies), 2)
+        impostor_record = copies - target
+        self.assertEqual(impostor_record.location_ids.uid, 2)
+        self.assertFalse(impostor_record.is_read)
+        self.assertFalse(target.location_ids)
+        self.assertTrue(target.removed)
 
     # ------------------------------------------------------------------ health
 
