@@ -165,8 +165,15 @@ class PipemailMessage(models.Model):
         for message in self.sudo():
             locations = message.location_ids
             if op == "archive":
-                # archive means "out of the Inbox": leave copies in other folders alone
-                locations = locations.filtered(lambda loc: loc.folder_id.role == "inbox")
+                # archive means "out of the Inbox": leave copies in other folders alone.
+                # Gmail is synced from All Mail, where being in the Inbox is the \Inbox
+                # label: the engine archives such a location by removing the label
+                in_inbox = "\\Inbox" in message.label_ids.mapped("name")
+                locations = locations.filtered(
+                    lambda loc, in_inbox=in_inbox: (
+                        loc.folder_id.role == "inbox" or (in_inbox and loc.folder_id.role == "all")
+                    )
+                )
             for location in locations:
                 vals_list.append(
                     {

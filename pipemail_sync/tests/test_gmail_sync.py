@@ -8,8 +8,6 @@ the write-backs leave in Odoo and on the peer. The engine detects Gmail by the
 server's X-GM-EXT-1 capability, so a plain IMAP/password account is enough.
 """
 
-import unittest
-
 from odoo import Command
 from odoo.tests import TransactionCase, new_test_user, tagged
 
@@ -280,11 +278,6 @@ class TestGmailSync(TransactionCase):
         self.assertEqual(record.thread_id.message_count, 2)
         self.assertEqual(len(self.messages(account)), 4)
 
-    @unittest.skip(
-        "known bug, not fixed here: pipemail.message._queue_writeback('archive') keeps only "
-        "locations in a folder of role inbox; a Gmail message's one location is All Mail, "
-        "so archiving a Gmail conversation from the CRM queues nothing"
-    )
     def test_archive_action_queues_the_gmail_message(self):
         message = self.mb.deliver(make_mail(subject="Archive me", message_id="<a@acme.example>"))
         account = self.connect()
