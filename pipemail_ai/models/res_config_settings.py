@@ -1,4 +1,19 @@
-from odoo import fields, models
+import logging
+
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError, UserError
+
+from pipemail import errors as pm_errors
+from pipemail import secrets as pm_secrets
+
+_logger = logging.getLogger(__name__)
+
+API_KEY_PARAM = "pipemail_ai.api_key_enc"
+"""System parameter holding the AI API key as a ``pm1:`` ciphertext, never in clear."""
+LEGACY_API_KEY_PARAM = "pipemail_ai.api_key"
+"""Where versions before 18.0.2.0.0 kept the key in clear; migrated, then deleted."""
+API_KEY_CONTEXT = "pipemail_ai:api_key"
+"""Encryption context: a mailbox password's ciphertext pasted here does not decrypt."""
 
 
 class ResConfigSettings(models.TransientModel):
@@ -12,4 +27,118 @@ class ResConfigSettings(models.TransientModel):
         "Empty: the local llama.cpp server, so nothing leaves this server.",
     )
     pipemail_ai_model = fields.Char(string="AI model", config_parameter="pipemail_ai.model")
-    pipemail_ai_api_key = fields.Char(string="AI API key", config_parameter="pipemail_ai.api_key")
+    # Write-only and not stored: a stored field of this transient model would put the
+    # clear key in the res_config_settings table (and so in a dump) until the vacuum.
+    pipemail_ai_api_key = fields.Char(
+        string="AI API key",
+        compute="_compute_pipemail_ai_api_key",
+        inverse="_inverse_pipemail_ai_api_key",
+        groups="base.group_system",
+        help="Stored encrypted with the server's pipemail_secret_key; never shown again "
+        "once saved. Leave empty to keep the saved key.",
+    )
+    pipemail_ai_api_key_set = fields.Boolean(
+        string="AI API key saved",
+        compute="_compute_pipemail_ai_api_key",
+        groups="base.group_system",
+    )
+
+    def _compute_pipemail_ai_api_key(self):
+        # write-only: the clear key never leaves the server, whoever asks
+        is_set = bool(self._pipemail_ai_api_key_stored())
+        for settings in self:
+            settings.pipemail_ai_api_key = False
+            settings.pipemail_ai_api_key_set = is_set
+
+    def _inverse_pipemail_ai_api_key(self):
+        for settings in self:
+            if settings.pipemail_ai_api_key:
+                settings._pipemail_ai_set_api_key(settings.pipemail_ai_api_key)
+        # drop the typed value from the cache too: the save's answer must not echo it
+        self.invalidate_recordset(["pipemail_ai_api_key", "pipemail_ai_api_key_set"])
+
+    def action_pipemail_ai_clear_api_key(self):
+        self.ensure_one()
+        if not self.env.is_system():
+            raise AccessError(_("Only an administrator can remove the AI API key."))
+        self._pipemail_ai_set_api_key(False)
+        return {"type": "ir.actions.client", "tag": "reload"}
+
+    # ------------------------------------------------------------------ secret store
+
+    @api.model
+    def _pipemail_ai_api_key_stored(self):
+        """The ciphertext (or, before migration, a clear legacy value); never returned to RPC."""
+        params = self.env["ir.config_parameter"].sudo()
+        return params.get_param(API_KEY_PARAM) or params.get_param(LEGACY_API_KEY_PARAM)
+
+    @api.model
+    def _pipemail_ai_encrypt(self, value):
+        keys = self.env["pipemail.account"]._secret_keys()
+        try:
+            return pm_secrets.encrypt(keys[0], value, context=API_KEY_CONTEXT)
+        except pm_errors.ConfigError as exc:
+            raise UserError(str(exc)) from exc
+
+    @api.model
+    def _pipemail_ai_set_api_key(self, value):
+        """Encrypt ``value`` into the system parameter; an empty value removes the key."""
+        if not self.env.is_system():
+            raise AccessError(_("Only an administrator can change the AI API key."))
+        params = self.env["ir.config_parameter"].sudo()
+        params.set_param(API_KEY_PARAM, self._pipemail_ai_encrypt(value) if value else False)
+        params.set_param(LEGACY_API_KEY_PARAM, False)
+
+    @api.model
+    def _pipemail_ai_api_key(self):
+        """The clear API key for the AI client (server side only); ``False`` when none.
+
+        Raises :class:`UserError` when the key cannot be decrypted (the server's
+        pipemail_secret_key changed): an administrator enters the key again.
+        """
+        params = self.env["ir.config_parameter"].sudo()
+        stored = params.get_param(API_KEY_PARAM)
+        if not stored:
+            legacy = params.get_param(LEGACY_API_KEY_PARAM)
+            if legacy:
+                # left in clear by an upgrade that ran without pipemail_secret_key
+                self._pipemail_ai_migrate_api_key()
+            return legacy or False
+        keys = self.env["pipemail.account"]._secret_keys()
+        try:
+            return pm_secrets.decrypt(keys, stored, context=API_KEY_CONTEXT)
+        except pm_secrets.SecretUnreadable as exc:
+            raise UserError(
+                _(
+                    "The saved AI API key could not be read: the server's encryption key "
+                    "may have changed. Ask an administrator to enter the AI API key again."
+                )
+            ) from exc
+
+    @api.model
+    def _pipemail_ai_migrate_api_key(self):
+        """Move a clear ``pipemail_ai.api_key`` parameter to the encrypted one, then delete it.
+
+        Run by the 18.0.2.0.0 post-migration script, and again by
+        :meth:`_pipemail_ai_api_key` if that upgrade ran before ``pipemail_secret_key``
+        was configured (the clear value is then kept rather than lost). Returns whether
+        a clear key was migrated.
+        """
+        params = self.env["ir.config_parameter"].sudo()
+        legacy = params.get_param(LEGACY_API_KEY_PARAM)
+        if not legacy:
+            return False
+        try:
+            ciphertext = self._pipemail_ai_encrypt(legacy)
+        except UserError:
+            _logger.warning(
+                "The AI API key is still stored in clear in the system parameter %s: set "
+                "pipemail_secret_key in the Odoo configuration file and restart; it is "
+                "encrypted on its next use.",
+                LEGACY_API_KEY_PARAM,
+            )
+            return False
+        params.set_param(API_KEY_PARAM, ciphertext)
+        params.set_param(LEGACY_API_KEY_PARAM, False)
+        _logger.info("AI API key moved from %s to encrypted storage", LEGACY_API_KEY_PARAM)
+        return True
