@@ -37,25 +37,30 @@ class ResConfigSettings(models.TransientModel):
         help="Stored encrypted with the server's pipemail_secret_key; never shown again "
         "once saved. Leave empty to keep the saved key.",
     )
+    # a plain field filled by get_values() (the settings form's defaults): a computed one
+    # is not evaluated by the web client's onchange of the new settings record, and the
+    # form said "Not set." under a saved key
     pipemail_ai_api_key_set = fields.Boolean(
-        string="AI API key saved",
-        compute="_compute_pipemail_ai_api_key",
-        groups="base.group_system",
+        string="AI API key saved", readonly=True, groups="base.group_system"
     )
 
     def _compute_pipemail_ai_api_key(self):
         # write-only: the clear key never leaves the server, whoever asks
-        is_set = bool(self._pipemail_ai_api_key_stored())
-        for settings in self:
-            settings.pipemail_ai_api_key = False
-            settings.pipemail_ai_api_key_set = is_set
+        self.pipemail_ai_api_key = False
+
+    @api.model
+    def get_values(self):
+        values = super().get_values()
+        if self.env.is_system():
+            values["pipemail_ai_api_key_set"] = bool(self._pipemail_ai_api_key_stored())
+        return values
 
     def _inverse_pipemail_ai_api_key(self):
         for settings in self:
             if settings.pipemail_ai_api_key:
                 settings._pipemail_ai_set_api_key(settings.pipemail_ai_api_key)
         # drop the typed value from the cache too: the save's answer must not echo it
-        self.invalidate_recordset(["pipemail_ai_api_key", "pipemail_ai_api_key_set"])
+        self.invalidate_recordset(["pipemail_ai_api_key"])
 
     def action_pipemail_ai_clear_api_key(self):
         self.ensure_one()

@@ -61,13 +61,16 @@ class TestAiApiKey(TransactionCase):
         for table in ("ir_config_parameter", "res_config_settings"):
             self.assertEqual(self._rows_holding(table, API_KEY), 0, table)
         # write-only: the form and RPC see "set", never the key, even as administrator
-        self.assertEqual(
-            settings.read(["pipemail_ai_api_key", "pipemail_ai_api_key_set"])[0],
-            {"id": settings.id, "pipemail_ai_api_key": False, "pipemail_ai_api_key_set": True},
-        )
+        self.assertEqual(settings.read(["pipemail_ai_api_key"])[0]["pipemail_ai_api_key"], False)
         fresh = self.env["res.config.settings"].create({})
         self.assertFalse(fresh.pipemail_ai_api_key)
         self.assertTrue(fresh.pipemail_ai_api_key_set)
+        # what the web client asks when it opens the settings form (a new record)
+        spec = {"pipemail_ai_api_key": {}, "pipemail_ai_api_key_set": {}}
+        opened = self.env["res.config.settings"].onchange({}, [], spec)["value"]
+        self.assertEqual(
+            (opened["pipemail_ai_api_key"], opened["pipemail_ai_api_key_set"]), (False, True)
+        )
         # the AI client gets the clear key server side only
         self.assertEqual(self.env["res.config.settings"]._pipemail_ai_api_key(), API_KEY)
         # saving the settings again without typing a key keeps it
