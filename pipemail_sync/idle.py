@@ -11,7 +11,7 @@ running" cron (every 5 minutes). Threads die with their process (a recycled work
 restart); the next run of that cron starts them again. So that two servers do not
 both hold a connection per mailbox, each account carries an IDLE lease
 (``idle_owner``/``idle_until``) renewed at every run; a process only watches accounts
-whose lease is free, expired or its own.
+whose lease is free, expired, its own, or held by a process of this host that is gone.
 """
 
 from __future__ import annotations
@@ -40,6 +40,26 @@ _watchers: dict[tuple[str, int], tuple[object, str]] = {}
 
 def process_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_gone(owner: str) -> bool:
+    """The lease holder was a process of this host that no longer exists.
+
+    A recycled Odoo worker (``limit_request``, ``limit_memory_*``) or a restart leaves
+    its lease behind for up to :data:`LEASE`; without this, push would stay off that
+    long. A process of another host, or a PID reused since, still counts as alive:
+    the lease then simply runs out.
+    """
+    host, _sep, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, not ours to signal
+        return False
+    return False
 
 
 def _fingerprint(account) -> str:
@@ -106,8 +126,9 @@ def ensure_watchers(env, ids=None) -> dict[int, object]:
             and account.idle_owner != me
             and account.idle_until
             and (account.idle_until > now)
+            and not _owner_gone(account.idle_owner)
         ):
-            continue  # another server watches it
+            continue  # another process watches it
         wanted[account.id] = account
     result = {}
     with _lock:
