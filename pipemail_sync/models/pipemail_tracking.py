@@ -306,7 +306,7 @@ class PipemailTrackingEvent(models.Model):
         # of hits (with their first-open flag and notice, together), never corrupt
         # anything, and a busy pixel does not wait on a WAL flush that Odoo's own
         # pixel, which writes only on a first open, rarely pays.
-        rows = self.env.execute_query(
+        self.env.cr.execute(
             SQL(
                 """
                 SET LOCAL synchronous_commit TO OFF;
@@ -314,7 +314,6 @@ class PipemailTrackingEvent(models.Model):
                        (outbox_id, kind, link_index, url, ts, user_agent, ip_hash,
                         is_machine, machine_reason)
                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-                RETURNING id
                 """,
                 outbox_id,
                 kind,
@@ -328,10 +327,8 @@ class PipemailTrackingEvent(models.Model):
             )
         )
         self.env["pipemail.outbox"].invalidate_model(["event_ids"])
-        event = self.browse(rows[0][0])
         if kind == pm_tracking.KIND_OPEN and not is_machine and not notified:
             self.env["pipemail.outbox"].browse(outbox_id)._pipemail_first_open(now)
-        return event
 
 
 class PipemailMessage(models.Model):
