@@ -780,7 +780,7 @@ class _Parser:
 
     # ------------------------------------------------------------- driver
     def run(self) -> ParsedMessage:
-        msg = _parse_structure(self.raw)
+        msg = _parse_structure(_without_bom(self.raw))
         self._read_headers(msg)
         parsed = self._headers_to_parsed()
         try:
@@ -1012,6 +1012,7 @@ def _eml_name(data: bytes) -> str:
     """``<enclosed subject>.eml``, reading only the enclosed message's header block."""
     subject = ""
     try:
+        data = _without_bom(data)
         end = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=-1)
         head = data[: end if end >= 0 else 65536][:65536]
         sub = email.parser.BytesHeaderParser(policy=_POLICY).parsebytes(head)
@@ -1111,6 +1112,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _without_bom(raw: bytes) -> bytes:
+    """``raw`` without a leading UTF-8 byte order mark.
+
+    Some mailers and "save as .eml" tools write one; the parser would read the first
+    header name as ``\ufeffFrom`` (not a header), end the header block there and
+    make the whole message its body. The mark says nothing about the message, and
+    ``content_hash`` / ``raw`` still cover the bytes as received.
+    """
+    return raw[3:] if raw.startswith(_BOM) else raw
+
+
 def _body_has_content(raw: bytes) -> bool:
     for sep in (b"\r\n\r\n", b"\n\n"):
         idx = raw.find(sep)
@@ -1128,12 +1143,13 @@ def _salvage(
     """Best effort after the full parse failed: headers only, body as plain text."""
     error = f"The message could not be fully read ({_describe(exc)}); the original is kept"
     try:
-        split = len(raw)
+        data = _without_bom(raw)
+        split = len(data)
         for sep in (b"\r\n\r\n", b"\n\n"):
-            idx = raw.find(sep)
+            idx = data.find(sep)
             if 0 <= idx < split:
                 split = idx + len(sep)
-        head, body = raw[:split], raw[split:]
+        head, body = data[:split], data[split:]
         parser = _Parser(raw, content_hash, internaldate, False)
         msg = email.message_from_bytes(head, policy=_POLICY)
         parser._read_headers(msg)
