@@ -1009,7 +1009,10 @@ def _payload_bytes(part: Message, payload: object) -> bytes:
 
 
 def _eml_name(data: bytes) -> str:
-    """``<enclosed subject>.eml``, reading only the enclosed message's header block."""
+    """``<enclosed subject>.eml``, reading only the enclosed message's header block.
+
+    Slashes and backslashes of the subject become ``_`` (as mail clients save it).
+    """
     subject = ""
     try:
         data = _without_bom(data)
@@ -1021,6 +1024,9 @@ def _eml_name(data: bytes) -> str:
             subject = collapse_whitespace(decode_header_value(values[0], _charset(sub)))
     except Exception:  # noqa: BLE001 - a name is a nicety
         subject = ""
+    # A subject is not a path: "Invoice 3/2024" must not lose "Invoice 3" to the
+    # path stripping that protects real file names.
+    subject = subject.replace("/", "_").replace("\\", "_")
     base = sanitize_filename(subject)[:120].rstrip(". ") if subject else ""
     return f"{base or 'message'}.eml"
 

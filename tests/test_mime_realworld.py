@@ -93,3 +93,27 @@ def test_leading_bom_on_an_attached_message() -> None:
     p = parse_message(build('Content-Type: multipart/mixed; boundary="XYZ"', body))
     assert_clean(p)
     assert [a.filename for a in p.attachments] == ["Inner one.eml"]
+
+
+# ------------------------------------------------- an attached message's name and its subject's "/"
+
+
+@pytest.mark.parametrize(
+    ("subject", "name"),
+    [
+        ("Invoice 3/2024 for order 17/B", "Invoice 3_2024 for order 17_B.eml"),
+        ("Re: a/b\\c", "Re: a_b_c.eml"),
+        ("=?utf-8?q?Devis_n=C2=B0_12/07?=", "Devis n° 12_07.eml"),
+        ("/", "_.eml"),
+    ],
+)
+def test_attached_message_name_keeps_the_whole_subject(subject: str, name: str) -> None:
+    body = (
+        "--XYZ\nContent-Type: text/plain\n\nsee attached\n"
+        f"--XYZ\nContent-Type: message/rfc822\n\nSubject: {subject}\nFrom: x@example.com\n\ninner\n"
+        "--XYZ--\n"
+    )
+    p = parse_message(build('Content-Type: multipart/mixed; boundary="XYZ"', body))
+    assert_clean(p)
+    (att,) = p.attachments
+    assert att.filename == name
