@@ -243,18 +243,43 @@ def normalize_address(addr: str) -> str:
 _DOT_ATOM = r'[^()<>@,:;".\[\]\s\\]+(?:\.[^()<>@,:;".\[\]\s\\]+)*'
 _PLAIN_ADDR = re.compile(f"{_DOT_ATOM}@{_DOT_ATOM}")
 _NOT_PLAIN_NAME = re.compile(r'[()<>@,:;"\[\]\\]|[^\S \t]')
+# One entry of a list holding quotes: ``"Quoted Name" <addr>`` (no backslash in the
+# quotes), ``Plain Name <addr>`` or ``addr``, and the comma after it.
+_QUOTED_ENTRY = re.compile(
+    rf'[ \t]*(?:"([^"\\\r\n]*)"[ \t]*<({_DOT_ATOM}@{_DOT_ATOM})>'
+    rf'|((?:[^()<>@,:;"\[\]\\\s]|[ \t])*)<({_DOT_ATOM}@{_DOT_ATOM})>'
+    rf"|({_DOT_ATOM}@{_DOT_ATOM}))[ \t]*(?:,|\Z)"
+)
 
 
 def _simple_addresses(values: list[str]) -> list[tuple[str, str]] | None:
     """``getaddresses(values)`` for the everyday shapes, else ``None``.
 
-    Handles comma-separated ``addr@host``, ``<addr@host>`` and ``Plain Name
-    <addr@host>`` (no quotes, comments, groups or empty entries), which is what nearly
-    every mail carries, and gives exactly what ``getaddresses`` gives for them (name
-    words joined by one space). Anything else is left to ``getaddresses``.
+    Handles comma-separated ``addr@host``, ``<addr@host>``, ``Plain Name <addr@host>``
+    and ``"Quoted Name" <addr@host>`` (no escapes, comments, groups or empty entries),
+    which is what nearly every mail carries, and gives exactly what ``getaddresses``
+    gives for them (plain name words joined by one space, a quoted name as it is).
+    Anything else is left to ``getaddresses``.
     """
     pairs: list[tuple[str, str]] = []
     for value in values:
+        if '"' in value:
+            pos, end = 0, len(value.rstrip(" \t"))
+            if value[end - 1 : end] == ",":
+                return None
+            while pos < end:
+                match = _QUOTED_ENTRY.match(value, pos)
+                if match is None:
+                    return None
+                quoted, addr, plain, plain_addr, bare = match.groups()
+                if addr is not None:
+                    pairs.append((quoted, addr))
+                elif plain_addr is not None:
+                    pairs.append((" ".join(plain.split()), plain_addr))
+                else:
+                    pairs.append(("", bare))
+                pos = match.end()
+            continue
         for item in value.split(","):
             item = item.strip(" \t")
             if item.endswith(">"):
@@ -289,19 +314,211 @@ def getaddresses(values: list[str]) -> list[tuple[str, str]]:
     return email.utils.getaddresses(values)
 
 
-def parse_addresses(values: Iterable[str], charset: str | None = None) -> list[Address]:
+_ADDRESS_SPECIAL = re.compile(r'["\\()<>,:;@]')
+_COMMENT_SPECIAL = re.compile(r'["\\()]')
+_COMMENT = r"\((?:[^()\\]|\\.)*\)"
+_CFWS = re.compile(rf"(?:[ \t\r\n]+|\((?:[^()\\]|\\.|{_COMMENT})*\))*")
+"""Blanks and comments, comments nested two deep at most."""
+# Without groups or comments, an entry needs :func:`_tidy_address_list` only when an
+# "@" or ">" outside quotes is followed, before the next comma, by an angle address
+# (or a ">" by an "@"). A scan from a mark outside quotes reads the quotes right, and
+# reaching another mark first hands over to a scan from there.
+_QUOTED_OR_PLAIN = r'(?:[^,"<@>]|"(?:[^"\\]|\\.)*")*'
+_MARK_THEN_ADDRESS = re.compile(f"[@>]{_QUOTED_OR_PLAIN}<|>{_QUOTED_OR_PLAIN}@")
+_MAX_COMMENT_DEPTH = 50
+"""Comment nesting handed to the stdlib's address parser, which recurses once per level."""
+
+
+def _tidy_address_list(value: str) -> str:
+    """``value`` rewritten where ``getaddresses`` would misread it; else ``value`` itself.
+
+    One pass over the special characters, skipping quoted strings and comments (a
+    backslash quotes the next character only there, as RFC 5322 and the stdlib say):
+
+    * an entry with an address in its display name (``alice@example.com <bob@...>``,
+      ``<alice@...> <bob@...>``) is read by the stdlib as two addresses: a spoofed
+      sender, phantom recipients. The text before the entry's last angle address is
+      quoted, so that angle address is the entry's only one (text after it holding
+      another address is dropped);
+    * a group's name (``Team:`` in ``Team: a@x, b@y;``) is dropped, making the group a
+      plain list: the name is no address, and the stdlib reads nested groups
+      recursively (too deep: ``RecursionError``) and long groups in quadratic time.
+      Comments leading a member are dropped too, as the stdlib does inside a group.
+    """
+    out: list[str] = []
+    copied = 0  # value[:copied] is settled (in ``out``, or dropped)
+    item = 0  # start of the current entry
+    mark = -1  # its first "@", "<" or ">" outside quotes, comments and angle brackets
+    last_lt = last_gt = -1  # its last complete angle address
+    late = False  # an "@" after that angle address
+    angle = -1  # the open "<", while inside one
+    depth = 0  # comment nesting
+    quoted = False
+    groups = 0  # groups open
+    pos = 0
+    search = _ADDRESS_SPECIAL.search
+    while True:
+        match = search(value, pos)
+        if match is None:  # the end closes the last entry, whatever is left open
+            i, c, quoted, depth, angle = len(value), ",", False, 0, -1
+        else:
+            i = match.start()
+            c = value[i]
+        pos = i + 1
+        if c == "\\":  # a quoted pair, inside quotes or a comment only (as the stdlib)
+            if quoted or depth:
+                pos = i + 2
+            continue
+        if quoted:
+            quoted = c != '"'
+            continue
+        if depth:
+            depth += c == "("
+            depth -= c == ")"
+            continue
+        if c == '"':
+            quoted = True
+        elif c == "(":
+            depth = 1
+        elif angle >= 0:
+            if c == ">":
+                last_lt, last_gt, angle, late = angle, i, -1, False
+        elif c in "@<>":
+            if mark < 0:
+                mark = i
+            if c == "<":
+                angle = i
+            elif c == "@" and last_gt >= 0:
+                late = True
+        elif c == ":" and mark < 0:
+            out.append(value[copied:item])
+            copied = item = pos = _CFWS.match(value, pos).end()
+            groups += 1
+        elif c in ",;":
+            if last_lt >= 0 and (mark < last_lt or late):
+                name = value[item:last_lt].replace("\\", "").replace('"', "").strip(" \t")
+                tail = value[last_lt : last_gt + 1] if late else value[last_lt:i]
+                out.append(value[copied:item])
+                out.append(f' "{name}" {tail}' if name else f" {tail}")
+                copied = i
+            if not match:
+                break
+            if c == ";":
+                groups = max(groups - 1, 0)
+            elif groups:  # the stdlib drops the comments that lead a group member
+                skip = _CFWS.match(value, pos).end()
+                if skip > pos:
+                    out.append(value[copied:pos])
+                    copied = pos = skip
+            item, mark, last_lt, last_gt, late = pos, -1, -1, -1, False
+    if not out:
+        return value
+    out.append(value[copied:])
+    return "".join(out)
+
+
+def _without_comments(value: str) -> tuple[str, int]:
+    """``value`` with each comment replaced by a space, and the deepest comment nesting."""
+    out: list[str] = []
+    copied = pos = depth = deepest = start = 0
+    quoted = False
+    search = _COMMENT_SPECIAL.search
+    while match := search(value, pos):
+        i = match.start()
+        c = value[i]
+        pos = i + 1
+        if c == "\\":
+            pos = i + 2 if quoted or depth else pos
+        elif quoted:
+            quoted = c != '"'
+        elif c == "(":
+            if not depth:
+                start = i
+            depth += 1
+            deepest = max(deepest, depth)
+        elif not depth:
+            quoted = c == '"'
+        elif c == ")":
+            depth -= 1
+            if not depth:
+                out.append(value[copied:start] + " ")
+                copied = pos
+    if depth:  # a comment never closed runs to the end, as the stdlib reads it
+        out.append(value[copied:start] + " ")
+        copied = len(value)
+    out.append(value[copied:])
+    return "".join(out), deepest
+
+
+def _readable_address_list(value: str, problems: list[str]) -> str:
+    """``value`` made safe for ``getaddresses`` (see :func:`_tidy_address_list`, run
+    only when a group, a comment or an address before an angle address calls for it).
+
+    Comments nested deeper than ``_MAX_COMMENT_DEPTH`` are dropped first (a comment
+    holds no address, but a name may come from one): a problem is reported.
+    """
+    if value.count("(") > _MAX_COMMENT_DEPTH:
+        stripped, deepest = _without_comments(value)
+        if deepest > _MAX_COMMENT_DEPTH:
+            problems.append(
+                f"has comments nested {deepest} deep; its addresses were read without them"
+            )
+            value = stripped
+    if ":" in value or "(" in value or _MARK_THEN_ADDRESS.search(value):
+        return _tidy_address_list(value)
+    return value
+
+
+_NAME_ADDRESS = re.compile(
+    r"""[<(\["']*(?:mailto:)?[^\s<>()\[\],;:"']+@[^\s<>()\[\],;:"']+[>)\]"']*""", re.IGNORECASE
+)
+
+
+def _display_name(name: str, mail: str) -> str:
+    """The decoded display name of ``mail``, without any other address it shows.
+
+    A name such as ``alice@example.com`` on ``bob@example.com`` is the classic spoof:
+    shown, or parsed again from ``str(address)``, it passes for Alice. Words around
+    such an address stay (``Alice Smith (alice@example.com) via Deals`` becomes
+    ``Alice Smith via Deals``); a name that is only the mailbox itself is dropped.
+    """
+    display = collapse_whitespace(decode_header_value(name))
+    if "@" not in display:
+        return display
+
+    def foreign(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return token if normalize_address(token.strip("<>()[]\"'")) == mail else " "
+
+    cleaned = _NAME_ADDRESS.sub(foreign, display)
+    if cleaned != display:
+        display = collapse_whitespace(cleaned).strip(" ,;:")
+        if display.startswith("(") and display.endswith(")"):  # the comment left alone
+            display = display[1:-1].strip()
+    return "" if display.lower() == mail else display
+
+
+def parse_addresses(
+    values: Iterable[str], charset: str | None = None, problems: list[str] | None = None
+) -> list[Address]:
     """Addresses from raw header values; garbage entries are skipped, never fatal.
 
-    ``charset`` as for :func:`decode_header_value` (raw 8-bit display names).
+    ``charset`` as for :func:`decode_header_value` (raw 8-bit display names). One
+    entry gives at most one address: the angle address when there is one, whatever its
+    display name looks like. What could not be read right is described, in plain words
+    after the header's name, in ``problems`` when given.
     """
+    if problems is None:
+        problems = []
     joined = [_unfold(_fix_8bit(v, charset)) for v in values if v]
     if not joined:
         return []
     pairs = _simple_addresses(joined)
     if pairs is None:
         try:
-            pairs = getaddresses(joined)
-        except Exception:  # noqa: BLE001 - a parser bug on one header must not lose the mail
+            pairs = getaddresses([_readable_address_list(v, problems) for v in joined])
+        except Exception as exc:  # noqa: BLE001 - a parser bug on one header must not lose the mail
+            problems.append(f"could not be read ({_describe(exc)})")
             pairs = []
     result: list[Address] = []
     seen: set[str] = set()
@@ -310,10 +527,7 @@ def parse_addresses(values: Iterable[str], charset: str | None = None) -> list[A
         if not mail or mail in seen:
             continue
         seen.add(mail)
-        display = collapse_whitespace(decode_header_value(name)) if name else ""
-        if display.lower() == mail:
-            display = ""
-        result.append(Address(email=mail, name=display))
+        result.append(Address(email=mail, name=_display_name(name, mail) if name else ""))
     return result
 
 
@@ -814,7 +1028,12 @@ class _Parser:
         return collapse_whitespace(decode_header_value(self._h(name), self.header_charset))
 
     def _addresses(self, name: str) -> list[Address]:
-        return parse_addresses(self.headers.get(name, ()), self.header_charset)
+        problems: list[str] = []
+        result = parse_addresses(self.headers.get(name, ()), self.header_charset, problems)
+        if problems:
+            title = "-".join(word.capitalize() for word in name.split("-"))
+            self.errors.extend(f"The {title} header {problem}" for problem in problems)
+        return result
 
     def _headers_to_parsed(self) -> ParsedMessage:
         raw_id = self._h("message-id")
