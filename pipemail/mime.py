@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import binascii
 import email
+import email.errors
 import email.feedparser
 import email.parser
 import email.policy
@@ -690,8 +691,52 @@ _HEADER_BLOCK = re.compile(r"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\r\n]*(?
 _HEADER_FIELD = re.compile(
     r"([\041-\071\073-\176]+):[ \t]*([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)(?:\r\n|\r|\n)?"
 )
+# A field name followed by blanks before its colon (RFC 5322 obsolete syntax,
+# ``Subject  : hi``): the feed parser takes it for no header, or ``From  :`` for an
+# mbox ``From`` line, and ends the header block there.
+_OBS_FIELD = re.compile(r"([\041-\071\073-\176]+)[ \t]+:")
+# Fields that start a line in nearly every header block: only a line of text followed
+# by one of them is taken for a continuation line that lost its indent.
+_COMMON_FIELD = re.compile(
+    r"(?:x-[!-9;-~]+|content-[!-9;-~]+|list-[!-9;-~]+|resent-[!-9;-~]+|arc-[!-9;-~]+"
+    r"|from|to|cc|bcc|subject|date|message-id|mime-version|reply-to|sender|references"
+    r"|in-reply-to|received|return-path|delivered-to|dkim-signature|authentication-results"
+    r"|thread-topic|thread-index|importance|priority|precedence|auto-submitted|user-agent"
+    r"|organization|disposition-notification-to|errors-to)[ \t]*:",
+    re.IGNORECASE,
+)
+_PARAMETER_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*=")
+"""A MIME parameter (``boundary="b"``) alone on a line."""
+_MAX_LOST_INDENT_LINES = 20
 _STRUCTURE_MAX_DEPTH = 40
 """Multipart nesting the fast splitter handles; deeper messages go to the stdlib parser."""
+
+
+_ADDRESS_FIELDS = frozenset(
+    ("from", "sender", "to", "cc", "bcc", "reply-to", "references", "in-reply-to")
+)
+
+
+def _unfinished(lines: list[str], run: list[str]) -> bool:
+    """Whether the header field ending ``lines`` plainly goes on in ``run``.
+
+    It does when it ends in ``;`` and ``run`` holds MIME parameters (``boundary=...``),
+    or when an address field ends in ``,`` and every line of ``run`` holds an address.
+    (A message ID cut by a line break, ``<invalid.`` / ``something@bar.net>``, is not
+    joined: whether it was one ID is unknowable, and the block is flagged.)
+    """
+    first = len(lines) - 1
+    while first > 0 and lines[first][0] in " \t":
+        first -= 1
+    name, _, value = "".join(lines[first:]).partition(":")
+    value = value.rstrip(" \t\r\n")
+    if value.endswith(";"):
+        return all(map(_PARAMETER_LINE.match, run))
+    return (
+        value.endswith(",")
+        and name.strip().lower() in _ADDRESS_FIELDS
+        and all("@" in line for line in run)
+    )
 
 
 class _Fallback(Exception):
@@ -705,11 +750,15 @@ def _parse_structure(raw: bytes) -> Message:
     compiles a regular expression for every multipart boundary it meets; as every
     message has its own boundary, ``re``'s cache never helps and the compile alone
     costs more than the rest of our parse. :class:`_Splitter` builds the same tree
-    (same headers, payloads, preamble, epilogue, default types; parse defects, which
-    nothing here reads, are not recorded) with ``str.find`` over the whole text. For
+    (same headers, payloads, preamble, epilogue, default types; of the parse defects
+    only the one read below is recorded) with ``str.find`` over the whole text. For
     the rare shapes it does not reproduce -- a ``From`` line ending a header block,
     nesting deeper than ``_STRUCTURE_MAX_DEPTH``, any unexpected error -- it hands
-    the message to the stdlib parser, so the result never differs.
+    the message to the stdlib parser, so the result never differs, except where the
+    splitter reads right what the stdlib misreads: a header line that lost its indent,
+    blanks before a field's colon (see :meth:`_Splitter._lost_indent`). A header
+    block ended by a line of text is noted as the stdlib notes it, a
+    ``MissingHeaderBodySeparatorDefect`` on the part.
     """
     text = raw.decode("ascii", "surrogateescape")
     try:
@@ -820,7 +869,8 @@ class _Splitter:
                 break
             fields.append((match.group(1), match.group(2)))
             expected = match.end()
-        if expected != stop:  # From lines, continuations first, empty names...
+        if expected != stop or (stop < self.n and text[stop] not in "\r\n"):
+            # From lines, continuations first, empty names, a line that is no header...
             self._headers_by_line(msg)
             return
         for name, value in fields:
@@ -838,15 +888,58 @@ class _Splitter:
             if self.seps and self._at_eof(pos, end):
                 break
             line = text[pos:end]
+            obsolete = _OBS_FIELD.match(line)
+            if obsolete:
+                line = obsolete.group(1) + line[obsolete.end() - 1 :]
             if not _HEADER_LINE.match(line):
                 if line[0] in "\r\n":
                     pos = end  # the blank line between header and body
-                break
+                    break
+                lost = self._lost_indent(pos, lines)
+                if lost is None:
+                    if lines:  # the rest of the header block is read as body text
+                        msg.defects.append(email.errors.MissingHeaderBodySeparatorDefect())
+                    break
+                pos, continued = lost
+                lines.extend(continued)
+                continue
             lines.append(line)
             pos = end
         self.pos = pos
         if lines:
             self._set_headers(msg, lines)
+
+    def _lost_indent(self, pos: int, lines: list[str]) -> tuple[int, list[str]] | None:
+        """The lines of text from ``pos`` as continuation lines, if that is what they are.
+
+        A folded header whose continuation lost its indent (``Subject: Quarterly
+        report for`` / ``the northern region``) would end the header block: the fields
+        after it, the MIME structure with them, would become body text. Such lines are
+        read as continuations when a common field follows them, or, before the blank
+        line, when they finish what the field left open (see :func:`_unfinished`). Anything
+        else (``Subject: Lunch on`` / ``Friday?`` / blank line: a continuation or the
+        body's first line?) is left to end the block, as the feed parser does.
+        """
+        if not lines:
+            return None
+        text, n = self.text, self.n
+        run: list[str] = []
+        while pos < n and len(run) <= _MAX_LOST_INDENT_LINES:
+            end = self._line_end(pos)
+            if self.seps and self._at_eof(pos, end):
+                return None
+            line = text[pos:end]
+            if line[0] in "\r\n":
+                return (pos, [" " + line for line in run]) if _unfinished(lines, run) else None
+            if run and line[0] in " \t":  # an indented line goes on whatever came before
+                run.append(line)
+                pos = end
+                continue
+            if _HEADER_LINE.match(line) or _OBS_FIELD.match(line):
+                return (pos, [" " + line for line in run]) if _COMMON_FIELD.match(line) else None
+            run.append(line)
+            pos = end
+        return None
 
     @staticmethod
     def _set_headers(msg: Message, lines: list[str]) -> None:
@@ -1085,6 +1178,8 @@ class _Parser:
                     "only in the original"
                 )
                 return
+            if part.defects:
+                self._note_defects(part)
             try:
                 ctype = _ctype(part)
                 payload = part.get_payload()
@@ -1104,6 +1199,17 @@ class _Parser:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad part must not lose the rest
                 self.errors.append(f"One part could not be read ({_describe(exc)})")
+
+    def _note_defects(self, part: Message) -> None:
+        """Record what the structure parser could only read one way among several."""
+        for defect in part.defects:
+            if isinstance(defect, email.errors.MissingHeaderBodySeparatorDefect):
+                self.errors.append(
+                    "A header block ends in a line that is no header field (a folded line "
+                    "that lost its indent, or a missing blank line): the lines after it "
+                    "are read as body text"
+                )
+                return
 
     def _leaf(self, part: Message, ctype: str, payload: object) -> None:
         _fix_part_headers(part, self._message_charset)

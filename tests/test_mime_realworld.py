@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
 import pipemail.mime as mime
 from pipemail.mime import parse_addresses, parse_message
-from pipemail.types import Address, ParsedMessage
+from pipemail.store import JsonlStore
+from pipemail.types import Address, FolderState, Location, ParsedMessage, RemoteMessage, SyncBatch
 
 BOM = b"\xef\xbb\xbf"
 
@@ -163,6 +165,138 @@ def test_everyday_address_lists_unchanged() -> None:
     ]
 
 
+# ------------------------------------------------- a continuation that lost its indent
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n"])
+def test_lost_indent_in_folded_subject_mid_headers(eol: str) -> None:
+    headers = """\
+Subject: Quarterly report for
+the northern region, as promised
+From: Ann Example <ann@example.com>
+To: bob@example.org
+Date: Tue, 07 May 2013 23:11:57 +0200
+Message-ID: <lost.indent@example.com>
+MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="XYZ"
+"""
+    p = parse_message(build(headers, MIXED_BODY, eol=eol))
+    assert_clean(p)
+    assert p.subject == "Quarterly report for the northern region, as promised"
+    assert p.sender == Address("ann@example.com", "Ann Example")
+    assert emails(p.to) == ["bob@example.org"]
+    assert p.date == datetime(2013, 5, 7, 21, 11, 57, tzinfo=timezone.utc)
+    assert p.message_id == "lost.indent@example.com"
+    assert_mixed_read(p)
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n"])
+@pytest.mark.parametrize("last", [True, False])
+def test_lost_indent_in_content_type_boundary(eol: str, last: bool) -> None:
+    """``boundary=`` alone on an unindented line: still the Content-Type's parameter."""
+    ctype = 'Content-Type: multipart/mixed;\nboundary="XYZ"\n'
+    others = "From: ann@example.com\nSubject: Report\nMIME-Version: 1.0\n"
+    headers = others + ctype if last else ctype + others
+    p = parse_message(build(headers, MIXED_BODY, eol=eol))
+    assert_clean(p)
+    assert p.subject == "Report"
+    assert p.sender == Address("ann@example.com")
+    assert "--XYZ" not in p.text
+    assert_mixed_read(p)
+
+
+def test_lost_indent_in_part_headers() -> None:
+    body = MIXED_BODY.replace(
+        'Content-Disposition: attachment; filename="report.pdf"',
+        'Content-Disposition: attachment;\nfilename="report.pdf"',
+    ).replace("Content-Type: text/plain; charset=utf-8", "Content-Type: text/plain;\ncharset=utf-8")
+    p = parse_message(
+        build('From: ann@example.com\nContent-Type: multipart/mixed; boundary="XYZ"', body)
+    )
+    assert_clean(p)
+    assert_mixed_read(p)
+
+
+def test_lost_indent_in_long_recipient_list() -> None:
+    headers = (
+        "From: ann@example.com\nTo: a1@example.com,\na2@example.com,\nBee <b3@example.com>\n"
+        "Subject: many\nX-Mailer: something"
+    )
+    p = parse_message(build(headers))
+    assert_clean(p)
+    assert emails(p.to) == ["a1@example.com", "a2@example.com", "b3@example.com"]
+    assert p.subject == "many"
+    assert p.text == "hello\n"
+
+
+def test_lost_indent_in_last_address_list() -> None:
+    """Before the blank line, addresses after a field ending in "," are a continuation."""
+    p = parse_message(build("From: ann@example.com\nTo: a1@example.com,\na2@example.com", "Hi.\n"))
+    assert_clean(p)
+    assert emails(p.to) == ["a1@example.com", "a2@example.com"]
+    assert p.text == "Hi.\n"
+
+
+def test_message_id_cut_before_the_body_is_flagged() -> None:
+    raw = build(
+        "From: ann@example.com\nReferences: <root@example.com>, <parent.\nsplit@x>", "Hi.\n"
+    )
+    p = parse_message(raw)
+    assert_flagged(p, raw)
+    assert p.references == ["root@example.com"]
+
+
+def test_lost_indent_then_an_indented_line() -> None:
+    headers = "From: ann@example.com\nTo: Mary\nSmith\n  <mary@example.net>\nSubject: hi"
+    p = parse_message(build(headers))
+    assert_clean(p)
+    assert p.to == [Address("mary@example.net", "Mary Smith")]
+    assert p.subject == "hi"
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n"])
+def test_lost_indent_before_the_body_is_flagged(eol: str) -> None:
+    """Continuation or first body line? Unknowable: read as the stdlib does, flagged."""
+    raw = build("From: ann@example.com\nSubject: Lunch on\nFriday?", "Hi Bob,\nsee you.\n", eol=eol)
+    p = parse_message(raw)
+    assert_flagged(p, raw)
+    assert p.subject == "Lunch on"
+    assert p.sender == Address("ann@example.com")
+    assert "Friday?" in p.text and "see you." in p.text
+
+
+def test_header_block_without_separator_is_flagged() -> None:
+    raw = b"From: ann@example.com\r\nSubject: no gap\r\nHello Bob,\r\nthe body.\r\n"
+    p = parse_message(raw)
+    assert_flagged(p, raw)
+    assert p.subject == "no gap"
+    assert p.text.startswith("Hello Bob,")
+
+
+def test_obsolete_space_before_colon() -> None:
+    """RFC 5322 §4.5 obsolete syntax: blanks between a field name and its colon."""
+    raw = build(
+        "From  : John Doe <jdoe@example.com>\nTo    : Mary Smith <mary@example.net>\n"
+        "Subject     : Saying Hello\nMessage-ID  : <1234@local.example>"
+    )
+    p = parse_message(raw)
+    assert_clean(p)
+    assert p.sender == Address("jdoe@example.com", "John Doe")
+    assert p.to == [Address("mary@example.net", "Mary Smith")]
+    assert p.subject == "Saying Hello"
+    assert p.message_id == "1234@local.example"
+    assert p.text == "hello\n"
+
+
+def test_mbox_from_line_still_ignored() -> None:
+    raw = b"From ann@example.com Tue May  7 23:11:57 2013\r\n" + build(
+        "From: ann@example.com\nSubject: mbox"
+    )
+    p = parse_message(raw)
+    assert_clean(p)
+    assert p.subject == "mbox" and p.sender == Address("ann@example.com")
+
+
 # ------------------------------------------------- address headers that make the stdlib recurse
 
 
@@ -286,3 +420,23 @@ def test_attached_message_name_keeps_the_whole_subject(subject: str, name: str) 
     assert_clean(p)
     (att,) = p.attachments
     assert att.filename == name
+
+
+# ------------------------------------------------- flagged messages are stored with their raw bytes
+
+
+def test_flagged_message_is_kept_raw_by_the_store(tmp_path: Path) -> None:
+    raw = build("From: ann@example.com\nSubject: Lunch on\nFriday?", "Hi Bob\n")
+    parsed = parse_message(raw)
+    remote = RemoteMessage(
+        key=mime.message_key(parsed),
+        location=Location("INBOX", 7, 1),
+        flags=frozenset(),
+        parsed=parsed,
+    )
+    path = tmp_path / "store.jsonl"
+    with JsonlStore(path) as store:
+        store.apply(SyncBatch("acct", "INBOX", FolderState("INBOX", 7, uidnext=2), new=[remote]))
+    with JsonlStore(path) as again:
+        (stored,) = again.messages("acct")
+        assert stored.parse_error and stored.raw == raw
