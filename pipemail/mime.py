@@ -756,7 +756,8 @@ def _parse_structure(raw: bytes) -> Message:
     nesting deeper than ``_STRUCTURE_MAX_DEPTH``, any unexpected error -- it hands
     the message to the stdlib parser, so the result never differs, except where the
     splitter reads right what the stdlib misreads: a header line that lost its indent,
-    blanks before a field's colon (see :meth:`_Splitter._lost_indent`). A header
+    blanks before a field's colon, a nested multipart reusing its parent's boundary
+    (see :meth:`_Splitter._lost_indent` and :meth:`_Splitter._multipart`). A header
     block ended by a line of text is noted as the stdlib notes it, a
     ``MissingHeaderBodySeparatorDefect`` on the part.
     """
@@ -985,6 +986,16 @@ class _Splitter:
         return ctype
 
     def _multipart(self, msg: Message, digest: bool, sep: str, depth: int) -> None:
+        """Read the parts of ``msg``, delimited by ``sep``.
+
+        A multipart reusing an enclosing one's boundary (RFC 2046 forbids it; some
+        mailers do it) gets its own delimiter lines: the feed parser would end it at
+        its first line, leaving it empty, and after the inner closing delimiter the
+        outer one's remaining parts would land in its epilogue, unread.
+        """
+        outer = self.seps  # what ends this multipart's preamble and epilogue
+        if sep in outer:
+            self.seps = [s for s in outer if s != sep]
         text, n = self.text, self.n
         preamble_start = preamble_stop = self.pos
         capturing = True  # no boundary seen yet: lines read are the preamble
@@ -1042,6 +1053,7 @@ class _Splitter:
                     match = _EOL.search(payload)
                     if match:
                         child._payload = payload[: -len(match.group(0))]
+        self.seps = outer  # (an exception abandons the splitter: no need to restore)
         if capturing:
             # Never saw a boundary: the lines read are the payload, the rest is dropped.
             msg.set_payload(text[preamble_start:preamble_stop])
@@ -1186,6 +1198,10 @@ class _Parser:
                 if ctype in _REPORT_TYPES:
                     self.is_report = True
                 if isinstance(payload, list) and ctype.startswith("multipart/"):
+                    if _parts_in_epilogue(part):
+                        self.errors.append(
+                            "Parts after a closing MIME boundary are kept only in the original"
+                        )
                     if depth >= MAX_DEPTH:
                         self.errors.append(
                             f"Parts nested deeper than {MAX_DEPTH} levels are kept only in "
@@ -1314,6 +1330,18 @@ class _Parser:
 
 
 # --------------------------------------------------------------------- part helpers
+
+
+def _parts_in_epilogue(part: Message) -> bool:
+    """Whether the text after ``part``'s closing delimiter holds another delimiter line."""
+    epilogue = part.epilogue
+    if not epilogue or "--" not in epilogue:
+        return False
+    boundary = part.get_boundary()
+    if not boundary:
+        return False
+    delimiter = re.compile(rf"^--{re.escape(boundary)}[ \t]*$", re.MULTILINE)
+    return delimiter.search(epilogue.replace("\r", "\n")) is not None
 
 
 def _payload_bytes(part: Message, payload: object) -> bytes:

@@ -362,6 +362,101 @@ def test_address_parser_failure_is_flagged(monkeypatch: pytest.MonkeyPatch) -> N
     assert p.sender == Address("ann@example.com")  # the everyday shape never needs it
 
 
+# ------------------------------------------------- a nested multipart reusing its parent's boundary
+
+SAME_BOUNDARY = """\
+--XX
+Content-Type: multipart/alternative; boundary="XX"
+
+--XX
+Content-Type: text/plain
+
+plain words
+--XX
+Content-Type: text/html
+
+<p>html words</p>
+--XX--
+--XX
+Content-Type: application/pdf; name="terms.pdf"
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQK
+--XX--
+"""
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n"])
+def test_nested_multipart_reusing_parent_boundary(eol: str) -> None:
+    raw = build(
+        'From: ann@example.com\nContent-Type: multipart/mixed; boundary="XX"',
+        SAME_BOUNDARY,
+        eol=eol,
+    )
+    p = parse_message(raw)
+    assert_clean(p)
+    assert p.text.strip() == "plain words"
+    assert p.html.strip() == "<p>html words</p>"
+    assert [(a.filename, a.content) for a in p.attachments] == [("terms.pdf", b"%PDF-1.4\n")]
+
+
+def test_three_levels_reusing_one_boundary() -> None:
+    body = """\
+--B
+Content-Type: multipart/related; boundary="B"
+
+--B
+Content-Type: multipart/alternative; boundary="B"
+
+--B
+Content-Type: text/plain
+
+plain
+--B--
+--B
+Content-Type: image/png; name="logo.png"
+Content-ID: <logo@x>
+
+PNG
+--B--
+--B
+Content-Type: text/csv; name="a.csv"
+Content-Disposition: attachment; filename="a.csv"
+
+1,2
+--B--
+"""
+    p = parse_message(build('Content-Type: multipart/mixed; boundary="B"', body))
+    assert_clean(p)
+    assert p.text.strip() == "plain"
+    assert [a.filename for a in p.attachments] == ["logo.png", "a.csv"]
+
+
+def test_parts_after_the_closing_boundary_are_flagged() -> None:
+    """A part after the closing delimiter lands in the epilogue, unread: flagged."""
+    body = (
+        "--XX\nContent-Type: text/plain\n\nplain words\n--XX--\n"
+        '--XX\nContent-Type: application/pdf; name="late.pdf"\n\n%PDF\n--XX--\n'
+    )
+    raw = build('Content-Type: multipart/mixed; boundary="XX"', body)
+    p = parse_message(raw)
+    assert_flagged(p, raw)
+    assert p.text.strip() == "plain words"
+
+
+def test_reused_boundary_through_the_stdlib_fallback_is_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(self: object) -> None:
+        raise mime._Fallback("as for a shape the splitter does not reproduce")
+
+    monkeypatch.setattr(mime._Splitter, "run", refuse)
+    raw = build('Content-Type: multipart/mixed; boundary="XX"', SAME_BOUNDARY)
+    p = parse_message(raw)
+    assert_flagged(p, raw)
+    assert "plain words" in p.text
+
+
 # ------------------------------------------------- a leading UTF-8 byte order mark
 
 BOM_HEADERS = """\
