@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import binascii
 import email
+import email.errors
 import email.feedparser
 import email.parser
 import email.policy
@@ -243,18 +244,43 @@ def normalize_address(addr: str) -> str:
 _DOT_ATOM = r'[^()<>@,:;".\[\]\s\\]+(?:\.[^()<>@,:;".\[\]\s\\]+)*'
 _PLAIN_ADDR = re.compile(f"{_DOT_ATOM}@{_DOT_ATOM}")
 _NOT_PLAIN_NAME = re.compile(r'[()<>@,:;"\[\]\\]|[^\S \t]')
+# One entry of a list holding quotes: ``"Quoted Name" <addr>`` (no backslash in the
+# quotes), ``Plain Name <addr>`` or ``addr``, and the comma after it.
+_QUOTED_ENTRY = re.compile(
+    rf'[ \t]*(?:"([^"\\\r\n]*)"[ \t]*<({_DOT_ATOM}@{_DOT_ATOM})>'
+    rf'|((?:[^()<>@,:;"\[\]\\\s]|[ \t])*)<({_DOT_ATOM}@{_DOT_ATOM})>'
+    rf"|({_DOT_ATOM}@{_DOT_ATOM}))[ \t]*(?:,|\Z)"
+)
 
 
 def _simple_addresses(values: list[str]) -> list[tuple[str, str]] | None:
     """``getaddresses(values)`` for the everyday shapes, else ``None``.
 
-    Handles comma-separated ``addr@host``, ``<addr@host>`` and ``Plain Name
-    <addr@host>`` (no quotes, comments, groups or empty entries), which is what nearly
-    every mail carries, and gives exactly what ``getaddresses`` gives for them (name
-    words joined by one space). Anything else is left to ``getaddresses``.
+    Handles comma-separated ``addr@host``, ``<addr@host>``, ``Plain Name <addr@host>``
+    and ``"Quoted Name" <addr@host>`` (no escapes, comments, groups or empty entries),
+    which is what nearly every mail carries, and gives exactly what ``getaddresses``
+    gives for them (plain name words joined by one space, a quoted name as it is).
+    Anything else is left to ``getaddresses``.
     """
     pairs: list[tuple[str, str]] = []
     for value in values:
+        if '"' in value:
+            pos, end = 0, len(value.rstrip(" \t"))
+            if value[end - 1 : end] == ",":
+                return None
+            while pos < end:
+                match = _QUOTED_ENTRY.match(value, pos)
+                if match is None:
+                    return None
+                quoted, addr, plain, plain_addr, bare = match.groups()
+                if addr is not None:
+                    pairs.append((quoted, addr))
+                elif plain_addr is not None:
+                    pairs.append((" ".join(plain.split()), plain_addr))
+                else:
+                    pairs.append(("", bare))
+                pos = match.end()
+            continue
         for item in value.split(","):
             item = item.strip(" \t")
             if item.endswith(">"):
@@ -289,19 +315,211 @@ def getaddresses(values: list[str]) -> list[tuple[str, str]]:
     return email.utils.getaddresses(values)
 
 
-def parse_addresses(values: Iterable[str], charset: str | None = None) -> list[Address]:
+_ADDRESS_SPECIAL = re.compile(r'["\\()<>,:;@]')
+_COMMENT_SPECIAL = re.compile(r'["\\()]')
+_COMMENT = r"\((?:[^()\\]|\\.)*\)"
+_CFWS = re.compile(rf"(?:[ \t\r\n]+|\((?:[^()\\]|\\.|{_COMMENT})*\))*")
+"""Blanks and comments, comments nested two deep at most."""
+# Without groups or comments, an entry needs :func:`_tidy_address_list` only when an
+# "@" or ">" outside quotes is followed, before the next comma, by an angle address
+# (or a ">" by an "@"). A scan from a mark outside quotes reads the quotes right, and
+# reaching another mark first hands over to a scan from there.
+_QUOTED_OR_PLAIN = r'(?:[^,"<@>]|"(?:[^"\\]|\\.)*")*'
+_MARK_THEN_ADDRESS = re.compile(f"[@>]{_QUOTED_OR_PLAIN}<|>{_QUOTED_OR_PLAIN}@")
+_MAX_COMMENT_DEPTH = 50
+"""Comment nesting handed to the stdlib's address parser, which recurses once per level."""
+
+
+def _tidy_address_list(value: str) -> str:
+    """``value`` rewritten where ``getaddresses`` would misread it; else ``value`` itself.
+
+    One pass over the special characters, skipping quoted strings and comments (a
+    backslash quotes the next character only there, as RFC 5322 and the stdlib say):
+
+    * an entry with an address in its display name (``alice@example.com <bob@...>``,
+      ``<alice@...> <bob@...>``) is read by the stdlib as two addresses: a spoofed
+      sender, phantom recipients. The text before the entry's last angle address is
+      quoted, so that angle address is the entry's only one (text after it holding
+      another address is dropped);
+    * a group's name (``Team:`` in ``Team: a@x, b@y;``) is dropped, making the group a
+      plain list: the name is no address, and the stdlib reads nested groups
+      recursively (too deep: ``RecursionError``) and long groups in quadratic time.
+      Comments leading a member are dropped too, as the stdlib does inside a group.
+    """
+    out: list[str] = []
+    copied = 0  # value[:copied] is settled (in ``out``, or dropped)
+    item = 0  # start of the current entry
+    mark = -1  # its first "@", "<" or ">" outside quotes, comments and angle brackets
+    last_lt = last_gt = -1  # its last complete angle address
+    late = False  # an "@" after that angle address
+    angle = -1  # the open "<", while inside one
+    depth = 0  # comment nesting
+    quoted = False
+    groups = 0  # groups open
+    pos = 0
+    search = _ADDRESS_SPECIAL.search
+    while True:
+        match = search(value, pos)
+        if match is None:  # the end closes the last entry, whatever is left open
+            i, c, quoted, depth, angle = len(value), ",", False, 0, -1
+        else:
+            i = match.start()
+            c = value[i]
+        pos = i + 1
+        if c == "\\":  # a quoted pair, inside quotes or a comment only (as the stdlib)
+            if quoted or depth:
+                pos = i + 2
+            continue
+        if quoted:
+            quoted = c != '"'
+            continue
+        if depth:
+            depth += c == "("
+            depth -= c == ")"
+            continue
+        if c == '"':
+            quoted = True
+        elif c == "(":
+            depth = 1
+        elif angle >= 0:
+            if c == ">":
+                last_lt, last_gt, angle, late = angle, i, -1, False
+        elif c in "@<>":
+            if mark < 0:
+                mark = i
+            if c == "<":
+                angle = i
+            elif c == "@" and last_gt >= 0:
+                late = True
+        elif c == ":" and mark < 0:
+            out.append(value[copied:item])
+            copied = item = pos = _CFWS.match(value, pos).end()
+            groups += 1
+        elif c in ",;":
+            if last_lt >= 0 and (mark < last_lt or late):
+                name = value[item:last_lt].replace("\\", "").replace('"', "").strip(" \t")
+                tail = value[last_lt : last_gt + 1] if late else value[last_lt:i]
+                out.append(value[copied:item])
+                out.append(f' "{name}" {tail}' if name else f" {tail}")
+                copied = i
+            if not match:
+                break
+            if c == ";":
+                groups = max(groups - 1, 0)
+            elif groups:  # the stdlib drops the comments that lead a group member
+                skip = _CFWS.match(value, pos).end()
+                if skip > pos:
+                    out.append(value[copied:pos])
+                    copied = pos = skip
+            item, mark, last_lt, last_gt, late = pos, -1, -1, -1, False
+    if not out:
+        return value
+    out.append(value[copied:])
+    return "".join(out)
+
+
+def _without_comments(value: str) -> tuple[str, int]:
+    """``value`` with each comment replaced by a space, and the deepest comment nesting."""
+    out: list[str] = []
+    copied = pos = depth = deepest = start = 0
+    quoted = False
+    search = _COMMENT_SPECIAL.search
+    while match := search(value, pos):
+        i = match.start()
+        c = value[i]
+        pos = i + 1
+        if c == "\\":
+            pos = i + 2 if quoted or depth else pos
+        elif quoted:
+            quoted = c != '"'
+        elif c == "(":
+            if not depth:
+                start = i
+            depth += 1
+            deepest = max(deepest, depth)
+        elif not depth:
+            quoted = c == '"'
+        elif c == ")":
+            depth -= 1
+            if not depth:
+                out.append(value[copied:start] + " ")
+                copied = pos
+    if depth:  # a comment never closed runs to the end, as the stdlib reads it
+        out.append(value[copied:start] + " ")
+        copied = len(value)
+    out.append(value[copied:])
+    return "".join(out), deepest
+
+
+def _readable_address_list(value: str, problems: list[str]) -> str:
+    """``value`` made safe for ``getaddresses`` (see :func:`_tidy_address_list`, run
+    only when a group, a comment or an address before an angle address calls for it).
+
+    Comments nested deeper than ``_MAX_COMMENT_DEPTH`` are dropped first (a comment
+    holds no address, but a name may come from one): a problem is reported.
+    """
+    if value.count("(") > _MAX_COMMENT_DEPTH:
+        stripped, deepest = _without_comments(value)
+        if deepest > _MAX_COMMENT_DEPTH:
+            problems.append(
+                f"has comments nested {deepest} deep; its addresses were read without them"
+            )
+            value = stripped
+    if ":" in value or "(" in value or _MARK_THEN_ADDRESS.search(value):
+        return _tidy_address_list(value)
+    return value
+
+
+_NAME_ADDRESS = re.compile(
+    r"""[<(\["']*(?:mailto:)?[^\s<>()\[\],;:"']+@[^\s<>()\[\],;:"']+[>)\]"']*""", re.IGNORECASE
+)
+
+
+def _display_name(name: str, mail: str) -> str:
+    """The decoded display name of ``mail``, without any other address it shows.
+
+    A name such as ``alice@example.com`` on ``bob@example.com`` is the classic spoof:
+    shown, or parsed again from ``str(address)``, it passes for Alice. Words around
+    such an address stay (``Alice Smith (alice@example.com) via Deals`` becomes
+    ``Alice Smith via Deals``); a name that is only the mailbox itself is dropped.
+    """
+    display = collapse_whitespace(decode_header_value(name))
+    if "@" not in display:
+        return display
+
+    def foreign(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return token if normalize_address(token.strip("<>()[]\"'")) == mail else " "
+
+    cleaned = _NAME_ADDRESS.sub(foreign, display)
+    if cleaned != display:
+        display = collapse_whitespace(cleaned).strip(" ,;:")
+        if display.startswith("(") and display.endswith(")"):  # the comment left alone
+            display = display[1:-1].strip()
+    return "" if display.lower() == mail else display
+
+
+def parse_addresses(
+    values: Iterable[str], charset: str | None = None, problems: list[str] | None = None
+) -> list[Address]:
     """Addresses from raw header values; garbage entries are skipped, never fatal.
 
-    ``charset`` as for :func:`decode_header_value` (raw 8-bit display names).
+    ``charset`` as for :func:`decode_header_value` (raw 8-bit display names). One
+    entry gives at most one address: the angle address when there is one, whatever its
+    display name looks like. What could not be read right is described, in plain words
+    after the header's name, in ``problems`` when given.
     """
+    if problems is None:
+        problems = []
     joined = [_unfold(_fix_8bit(v, charset)) for v in values if v]
     if not joined:
         return []
     pairs = _simple_addresses(joined)
     if pairs is None:
         try:
-            pairs = getaddresses(joined)
-        except Exception:  # noqa: BLE001 - a parser bug on one header must not lose the mail
+            pairs = getaddresses([_readable_address_list(v, problems) for v in joined])
+        except Exception as exc:  # noqa: BLE001 - a parser bug on one header must not lose the mail
+            problems.append(f"could not be read ({_describe(exc)})")
             pairs = []
     result: list[Address] = []
     seen: set[str] = set()
@@ -310,10 +528,7 @@ def parse_addresses(values: Iterable[str], charset: str | None = None) -> list[A
         if not mail or mail in seen:
             continue
         seen.add(mail)
-        display = collapse_whitespace(decode_header_value(name)) if name else ""
-        if display.lower() == mail:
-            display = ""
-        result.append(Address(email=mail, name=display))
+        result.append(Address(email=mail, name=_display_name(name, mail) if name else ""))
     return result
 
 
@@ -476,8 +691,52 @@ _HEADER_BLOCK = re.compile(r"(?:(?:From |[\041-\071\073-\176]*:|[\t ])[^\r\n]*(?
 _HEADER_FIELD = re.compile(
     r"([\041-\071\073-\176]+):[ \t]*([^\r\n]*(?:(?:\r\n|\r|\n)[ \t][^\r\n]*)*)(?:\r\n|\r|\n)?"
 )
+# A field name followed by blanks before its colon (RFC 5322 obsolete syntax,
+# ``Subject  : hi``): the feed parser takes it for no header, or ``From  :`` for an
+# mbox ``From`` line, and ends the header block there.
+_OBS_FIELD = re.compile(r"([\041-\071\073-\176]+)[ \t]+:")
+# Fields that start a line in nearly every header block: only a line of text followed
+# by one of them is taken for a continuation line that lost its indent.
+_COMMON_FIELD = re.compile(
+    r"(?:x-[!-9;-~]+|content-[!-9;-~]+|list-[!-9;-~]+|resent-[!-9;-~]+|arc-[!-9;-~]+"
+    r"|from|to|cc|bcc|subject|date|message-id|mime-version|reply-to|sender|references"
+    r"|in-reply-to|received|return-path|delivered-to|dkim-signature|authentication-results"
+    r"|thread-topic|thread-index|importance|priority|precedence|auto-submitted|user-agent"
+    r"|organization|disposition-notification-to|errors-to)[ \t]*:",
+    re.IGNORECASE,
+)
+_PARAMETER_LINE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+[ \t]*=")
+"""A MIME parameter (``boundary="b"``) alone on a line."""
+_MAX_LOST_INDENT_LINES = 20
 _STRUCTURE_MAX_DEPTH = 40
 """Multipart nesting the fast splitter handles; deeper messages go to the stdlib parser."""
+
+
+_ADDRESS_FIELDS = frozenset(
+    ("from", "sender", "to", "cc", "bcc", "reply-to", "references", "in-reply-to")
+)
+
+
+def _unfinished(lines: list[str], run: list[str]) -> bool:
+    """Whether the header field ending ``lines`` plainly goes on in ``run``.
+
+    It does when it ends in ``;`` and ``run`` holds MIME parameters (``boundary=...``),
+    or when an address field ends in ``,`` and every line of ``run`` holds an address.
+    (A message ID cut by a line break, ``<invalid.`` / ``something@bar.net>``, is not
+    joined: whether it was one ID is unknowable, and the block is flagged.)
+    """
+    first = len(lines) - 1
+    while first > 0 and lines[first][0] in " \t":
+        first -= 1
+    name, _, value = "".join(lines[first:]).partition(":")
+    value = value.rstrip(" \t\r\n")
+    if value.endswith(";"):
+        return all(map(_PARAMETER_LINE.match, run))
+    return (
+        value.endswith(",")
+        and name.strip().lower() in _ADDRESS_FIELDS
+        and all("@" in line for line in run)
+    )
 
 
 class _Fallback(Exception):
@@ -491,11 +750,16 @@ def _parse_structure(raw: bytes) -> Message:
     compiles a regular expression for every multipart boundary it meets; as every
     message has its own boundary, ``re``'s cache never helps and the compile alone
     costs more than the rest of our parse. :class:`_Splitter` builds the same tree
-    (same headers, payloads, preamble, epilogue, default types; parse defects, which
-    nothing here reads, are not recorded) with ``str.find`` over the whole text. For
+    (same headers, payloads, preamble, epilogue, default types; of the parse defects
+    only the one read below is recorded) with ``str.find`` over the whole text. For
     the rare shapes it does not reproduce -- a ``From`` line ending a header block,
     nesting deeper than ``_STRUCTURE_MAX_DEPTH``, any unexpected error -- it hands
-    the message to the stdlib parser, so the result never differs.
+    the message to the stdlib parser, so the result never differs, except where the
+    splitter reads right what the stdlib misreads: a header line that lost its indent,
+    blanks before a field's colon, a nested multipart reusing its parent's boundary
+    (see :meth:`_Splitter._lost_indent` and :meth:`_Splitter._multipart`). A header
+    block ended by a line of text is noted as the stdlib notes it, a
+    ``MissingHeaderBodySeparatorDefect`` on the part.
     """
     text = raw.decode("ascii", "surrogateescape")
     try:
@@ -606,7 +870,8 @@ class _Splitter:
                 break
             fields.append((match.group(1), match.group(2)))
             expected = match.end()
-        if expected != stop:  # From lines, continuations first, empty names...
+        if expected != stop or (stop < self.n and text[stop] not in "\r\n"):
+            # From lines, continuations first, empty names, a line that is no header...
             self._headers_by_line(msg)
             return
         for name, value in fields:
@@ -624,15 +889,58 @@ class _Splitter:
             if self.seps and self._at_eof(pos, end):
                 break
             line = text[pos:end]
+            obsolete = _OBS_FIELD.match(line)
+            if obsolete:
+                line = obsolete.group(1) + line[obsolete.end() - 1 :]
             if not _HEADER_LINE.match(line):
                 if line[0] in "\r\n":
                     pos = end  # the blank line between header and body
-                break
+                    break
+                lost = self._lost_indent(pos, lines)
+                if lost is None:
+                    if lines:  # the rest of the header block is read as body text
+                        msg.defects.append(email.errors.MissingHeaderBodySeparatorDefect())
+                    break
+                pos, continued = lost
+                lines.extend(continued)
+                continue
             lines.append(line)
             pos = end
         self.pos = pos
         if lines:
             self._set_headers(msg, lines)
+
+    def _lost_indent(self, pos: int, lines: list[str]) -> tuple[int, list[str]] | None:
+        """The lines of text from ``pos`` as continuation lines, if that is what they are.
+
+        A folded header whose continuation lost its indent (``Subject: Quarterly
+        report for`` / ``the northern region``) would end the header block: the fields
+        after it, the MIME structure with them, would become body text. Such lines are
+        read as continuations when a common field follows them, or, before the blank
+        line, when they finish what the field left open (see :func:`_unfinished`). Anything
+        else (``Subject: Lunch on`` / ``Friday?`` / blank line: a continuation or the
+        body's first line?) is left to end the block, as the feed parser does.
+        """
+        if not lines:
+            return None
+        text, n = self.text, self.n
+        run: list[str] = []
+        while pos < n and len(run) <= _MAX_LOST_INDENT_LINES:
+            end = self._line_end(pos)
+            if self.seps and self._at_eof(pos, end):
+                return None
+            line = text[pos:end]
+            if line[0] in "\r\n":
+                return (pos, [" " + line for line in run]) if _unfinished(lines, run) else None
+            if run and line[0] in " \t":  # an indented line goes on whatever came before
+                run.append(line)
+                pos = end
+                continue
+            if _HEADER_LINE.match(line) or _OBS_FIELD.match(line):
+                return (pos, [" " + line for line in run]) if _COMMON_FIELD.match(line) else None
+            run.append(line)
+            pos = end
+        return None
 
     @staticmethod
     def _set_headers(msg: Message, lines: list[str]) -> None:
@@ -678,6 +986,16 @@ class _Splitter:
         return ctype
 
     def _multipart(self, msg: Message, digest: bool, sep: str, depth: int) -> None:
+        """Read the parts of ``msg``, delimited by ``sep``.
+
+        A multipart reusing an enclosing one's boundary (RFC 2046 forbids it; some
+        mailers do it) gets its own delimiter lines: the feed parser would end it at
+        its first line, leaving it empty, and after the inner closing delimiter the
+        outer one's remaining parts would land in its epilogue, unread.
+        """
+        outer = self.seps  # what ends this multipart's preamble and epilogue
+        if sep in outer:
+            self.seps = [s for s in outer if s != sep]
         text, n = self.text, self.n
         preamble_start = preamble_stop = self.pos
         capturing = True  # no boundary seen yet: lines read are the preamble
@@ -735,6 +1053,7 @@ class _Splitter:
                     match = _EOL.search(payload)
                     if match:
                         child._payload = payload[: -len(match.group(0))]
+        self.seps = outer  # (an exception abandons the splitter: no need to restore)
         if capturing:
             # Never saw a boundary: the lines read are the payload, the rest is dropped.
             msg.set_payload(text[preamble_start:preamble_stop])
@@ -780,7 +1099,7 @@ class _Parser:
 
     # ------------------------------------------------------------- driver
     def run(self) -> ParsedMessage:
-        msg = _parse_structure(self.raw)
+        msg = _parse_structure(_without_bom(self.raw))
         self._read_headers(msg)
         parsed = self._headers_to_parsed()
         try:
@@ -814,7 +1133,12 @@ class _Parser:
         return collapse_whitespace(decode_header_value(self._h(name), self.header_charset))
 
     def _addresses(self, name: str) -> list[Address]:
-        return parse_addresses(self.headers.get(name, ()), self.header_charset)
+        problems: list[str] = []
+        result = parse_addresses(self.headers.get(name, ()), self.header_charset, problems)
+        if problems:
+            title = "-".join(word.capitalize() for word in name.split("-"))
+            self.errors.extend(f"The {title} header {problem}" for problem in problems)
+        return result
 
     def _headers_to_parsed(self) -> ParsedMessage:
         raw_id = self._h("message-id")
@@ -866,12 +1190,18 @@ class _Parser:
                     "only in the original"
                 )
                 return
+            if part.defects:
+                self._note_defects(part)
             try:
                 ctype = _ctype(part)
                 payload = part.get_payload()
                 if ctype in _REPORT_TYPES:
                     self.is_report = True
                 if isinstance(payload, list) and ctype.startswith("multipart/"):
+                    if _parts_in_epilogue(part):
+                        self.errors.append(
+                            "Parts after a closing MIME boundary are kept only in the original"
+                        )
                     if depth >= MAX_DEPTH:
                         self.errors.append(
                             f"Parts nested deeper than {MAX_DEPTH} levels are kept only in "
@@ -885,6 +1215,17 @@ class _Parser:
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad part must not lose the rest
                 self.errors.append(f"One part could not be read ({_describe(exc)})")
+
+    def _note_defects(self, part: Message) -> None:
+        """Record what the structure parser could only read one way among several."""
+        for defect in part.defects:
+            if isinstance(defect, email.errors.MissingHeaderBodySeparatorDefect):
+                self.errors.append(
+                    "A header block ends in a line that is no header field (a folded line "
+                    "that lost its indent, or a missing blank line): the lines after it "
+                    "are read as body text"
+                )
+                return
 
     def _leaf(self, part: Message, ctype: str, payload: object) -> None:
         _fix_part_headers(part, self._message_charset)
@@ -991,6 +1332,18 @@ class _Parser:
 # --------------------------------------------------------------------- part helpers
 
 
+def _parts_in_epilogue(part: Message) -> bool:
+    """Whether the text after ``part``'s closing delimiter holds another delimiter line."""
+    epilogue = part.epilogue
+    if not epilogue or "--" not in epilogue:
+        return False
+    boundary = part.get_boundary()
+    if not boundary:
+        return False
+    delimiter = re.compile(rf"^--{re.escape(boundary)}[ \t]*$", re.MULTILINE)
+    return delimiter.search(epilogue.replace("\r", "\n")) is not None
+
+
 def _payload_bytes(part: Message, payload: object) -> bytes:
     if isinstance(payload, list):
         # Only a multipart can hold a list here (message/* is parsed shallow); its
@@ -1009,9 +1362,13 @@ def _payload_bytes(part: Message, payload: object) -> bytes:
 
 
 def _eml_name(data: bytes) -> str:
-    """``<enclosed subject>.eml``, reading only the enclosed message's header block."""
+    """``<enclosed subject>.eml``, reading only the enclosed message's header block.
+
+    Slashes and backslashes of the subject become ``_`` (as mail clients save it).
+    """
     subject = ""
     try:
+        data = _without_bom(data)
         end = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=-1)
         head = data[: end if end >= 0 else 65536][:65536]
         sub = email.parser.BytesHeaderParser(policy=_POLICY).parsebytes(head)
@@ -1020,6 +1377,9 @@ def _eml_name(data: bytes) -> str:
             subject = collapse_whitespace(decode_header_value(values[0], _charset(sub)))
     except Exception:  # noqa: BLE001 - a name is a nicety
         subject = ""
+    # A subject is not a path: "Invoice 3/2024" must not lose "Invoice 3" to the
+    # path stripping that protects real file names.
+    subject = subject.replace("/", "_").replace("\\", "_")
     base = sanitize_filename(subject)[:120].rstrip(". ") if subject else ""
     return f"{base or 'message'}.eml"
 
@@ -1111,6 +1471,20 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _without_bom(raw: bytes) -> bytes:
+    """``raw`` without a leading UTF-8 byte order mark.
+
+    Some mailers and "save as .eml" tools write one; the parser would read the first
+    header name as ``\ufeffFrom`` (not a header), end the header block there and
+    make the whole message its body. The mark says nothing about the message, and
+    ``content_hash`` / ``raw`` still cover the bytes as received.
+    """
+    return raw[3:] if raw.startswith(_BOM) else raw
+
+
 def _body_has_content(raw: bytes) -> bool:
     for sep in (b"\r\n\r\n", b"\n\n"):
         idx = raw.find(sep)
@@ -1128,12 +1502,13 @@ def _salvage(
     """Best effort after the full parse failed: headers only, body as plain text."""
     error = f"The message could not be fully read ({_describe(exc)}); the original is kept"
     try:
-        split = len(raw)
+        data = _without_bom(raw)
+        split = len(data)
         for sep in (b"\r\n\r\n", b"\n\n"):
-            idx = raw.find(sep)
+            idx = data.find(sep)
             if 0 <= idx < split:
                 split = idx + len(sep)
-        head, body = raw[:split], raw[split:]
+        head, body = data[:split], data[split:]
         parser = _Parser(raw, content_hash, internaldate, False)
         msg = email.message_from_bytes(head, policy=_POLICY)
         parser._read_headers(msg)
