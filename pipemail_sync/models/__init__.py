@@ -1,4 +1,5 @@
 from . import res_config_settings
+from . import pipemail_guarded
 from . import pipemail_account
 from . import pipemail_folder
 from . import pipemail_label

@@ -16,8 +16,15 @@ FOLDER_ROLES = [
 ]
 
 
+USER_FIELDS = frozenset({"sync", "role"})
+"""Folders are the server's: the owner chooses which ones sync and what they are for."""
+
+
 class PipemailFolder(models.Model):
     _name = "pipemail.folder"
+    _inherit = ["pipemail.guarded.mixin"]
+    _pipemail_user_create = frozenset()
+    _pipemail_user_write = USER_FIELDS
     _description = "Synced Mail Folder"
     _order = "account_id, sequence, name"
 
@@ -37,6 +44,9 @@ class PipemailFolder(models.Model):
     _sql_constraints = [
         ("name_account_uniq", "UNIQUE(account_id, name)", "A folder is listed once per mailbox."),
     ]
+
+    def _pipemail_hidden_name(self):
+        return self.env._("Mail folder")
 
     @api.depends("role")
     def _compute_sequence(self):

@@ -1,8 +1,14 @@
 from odoo import fields, models
 
+USER_FIELDS = frozenset({"name", "color", "company_id"})
+"""Users make CRM labels (no mailbox); a mailbox's own labels come from its server."""
+
 
 class PipemailLabel(models.Model):
     _name = "pipemail.label"
+    _inherit = ["pipemail.guarded.mixin"]
+    _pipemail_user_create = USER_FIELDS
+    _pipemail_user_write = USER_FIELDS
     _description = "Conversation Label"
     _order = "name"
 
@@ -19,3 +25,6 @@ class PipemailLabel(models.Model):
     _sql_constraints = [
         ("name_account_uniq", "UNIQUE(name, account_id)", "This label exists already."),
     ]
+
+    def _pipemail_hidden_name(self):
+        return self.env._("Label")

@@ -1,6 +1,8 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
+from .. import access
+
 DIRECTIONS = [("in", "Received"), ("out", "Sent")]
 COMPOSE_MODES = ("reply", "reply_all", "forward")
 
@@ -91,9 +93,11 @@ class PipemailMessage(models.Model):
         )
 
     @api.depends("subject")
+    @api.depends_context("uid")
     def _compute_display_name(self):
         for message in self:
             message.display_name = message.subject or message.email_from or ""
+        access.hide_unreadable_names(self, _("Email (details hidden)"))
 
     def unlink(self):
         self._unlink_attachments()

@@ -34,7 +34,7 @@ from lxml import html as lxml_html
 from markupsafe import Markup
 
 from odoo import _, api, fields, models, modules
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 from pipemail import errors as pm_errors
@@ -48,6 +48,7 @@ from pipemail import writeback as pm_writeback
 from pipemail.text import normalize_subject
 from pipemail.types import Address
 
+from .. import access
 from ..notifications import notification
 from .pipemail_tracking import CLICK_PATH, PIXEL_PATH
 
@@ -246,6 +247,19 @@ class PipemailOutbox(models.Model):
             "CREATE INDEX IF NOT EXISTS pipemail_outbox_first_open_pending_idx"
             " ON pipemail_outbox (id) WHERE first_open_notice_pending"
         )
+
+    @api.depends("subject")
+    @api.depends_context("uid")
+    def _compute_display_name(self):
+        super()._compute_display_name()
+        access.hide_unreadable_names(self, _("Outgoing email"))
+
+    def _check_is_author(self):
+        """Buttons act on the caller's own outgoing emails only (the rows are written
+        by the server: users have no write access to them)."""
+        self.check_access("read")
+        if any(outbox.user_id.id != self.env.uid for outbox in self.sudo()):
+            raise AccessError(_("You can only act on emails you wrote."))
 
     # ------------------------------------------------------------------ tracking figures
 
@@ -867,7 +881,7 @@ class PipemailOutbox(models.Model):
     def action_retry(self):
         """Send a failed email again now: the same bytes, the same Message-ID."""
         self.ensure_one()
-        self.check_access("write")
+        self._check_is_author()
         return self._action_retry()
 
     def _action_retry(self):
@@ -886,7 +900,7 @@ class PipemailOutbox(models.Model):
     def action_send_anyway(self):
         """An uncertain email, sent again on the user's word (it may arrive twice)."""
         self.ensure_one()
-        self.check_access("write")
+        self._check_is_author()
         outbox = self.sudo()
         if outbox.state != "uncertain":
             raise UserError(_("Only an email that may not have been sent can be sent again."))
@@ -896,14 +910,14 @@ class PipemailOutbox(models.Model):
 
     def action_mark_sent(self):
         self.ensure_one()
-        self.check_access("write")
+        self._check_is_author()
         if self.state != "uncertain":
             raise UserError(_("Only an email that may not have been sent can be marked as sent."))
         self.sudo()._pipemail_done()
         return True
 
     def action_cancel(self):
-        self.check_access("write")
+        self._check_is_author()
         for outbox in self.sudo():
             if outbox.state not in ("queued", "retry", "failed"):
                 raise UserError(_("An email that was sent or is being sent cannot be cancelled."))

@@ -8,6 +8,7 @@ from odoo.exceptions import UserError
 
 from pipemail import linking
 
+from .. import access
 from .pipemail_account import VISIBILITY
 
 
@@ -23,6 +24,9 @@ LINK_MODES = [
 ]
 RETROACTIVE_DAYS = 90
 """How far back a new lead picks up its contact's unlinked conversations."""
+USER_FIELDS = frozenset({"visibility", "label_ids"})
+"""What a holder changes by hand; links, archive and read state go through the
+``action_*`` methods (they also tell the mail server)."""
 
 
 class PipemailThread(models.Model):
@@ -132,11 +136,25 @@ class PipemailThread(models.Model):
                 vals["label_ids"] = [(4, label.id) for label in labels - thread.label_ids]
             thread.write(vals)
 
+    def write(self, vals):
+        access.check_values(self, vals, USER_FIELDS)
+        if vals.get("visibility") == "team" and any(
+            thread.account_id.kind != "team" for thread in self.sudo()
+        ):
+            raise UserError(
+                _("Team only is for conversations of team mailboxes: choose Private instead.")
+            )
+        return super().write(vals)
+
     def unlink(self):
         self.env["pipemail.message"].sudo().search(
             [("thread_id", "in", self.ids)]
         )._unlink_attachments()
         return super().unlink()
+
+    def action_archive(self):
+        """The list's Archive archives in the mailbox too, like the conversation's button."""
+        return self.action_archive_remote()
 
     # ------------------------------------------------------------------ access helpers
 

@@ -34,6 +34,8 @@ from odoo import SUPERUSER_ID, _, api, fields, models
 from odoo.osv import expression
 from odoo.tools import SQL
 
+from .. import access
+
 THREAD_SEARCHABLE = frozenset(
     {
         "id",
@@ -491,6 +493,16 @@ class ResPartner(models.Model):
 
 class IrAttachment(models.Model):
     _inherit = "ir.attachment"
+
+    @api.depends_context("uid")
+    def _compute_display_name(self):
+        """A file name is content: an email's attachment is named only to who may read
+        the email, even where Odoo names a many2one's value as superuser."""
+        super()._compute_display_name()
+        if not self.env.su:
+            return
+        ours = self.filtered(lambda a: (a.res_model or "").startswith("pipemail."))
+        access.hide_unreadable_names(ours, _("Attachment (hidden)"))
 
     def _check_access(self, operation):
         """An email's attachment is readable only by who may read the email.

@@ -183,8 +183,11 @@ class TestCompose(ComposeWorld, TransactionCase):
         with self.assertRaisesRegex(UserError, "Connect your mailbox first"):
             self.composer(user=self.nobox)
         wizard = self.composer().save()
-        wizard.account_id = self.mates_box
-        wizard.email_to = "bob@acme.example"
+        # someone else's mailbox is refused when it is put in the composer (RPC too)...
+        with self.assertRaisesRegex(AccessError, "cannot"):
+            wizard.write({"account_id": self.mates_box.id, "email_to": "bob@acme.example"})
+        # ...and again when sending, whatever put it there
+        wizard.sudo().write({"account_id": self.mates_box.id, "email_to": "bob@acme.example"})
         with self.assertRaisesRegex(AccessError, "cannot send from this mailbox"):
             wizard._pipemail_check()
 
@@ -287,9 +290,8 @@ class TestCompose(ComposeWorld, TransactionCase):
             }
         )
         wizard = self.composer(user=own_only).save()
-        wizard.write({"email_to": "bob@acme.example", "lead_id": self.lead.id})
         with self.assertRaises(AccessError):
-            wizard._pipemail_check()
+            wizard.write({"email_to": "bob@acme.example", "lead_id": self.lead.id})
 
     # ------------------------------------------------------------------ send individually
 

@@ -404,10 +404,14 @@ class TestOutboundSend(PipemailOutboundCase):
         )
         with self.assertRaises(UserError):
             self.compose(user=outsider).create({})
-        wizard = self.compose(user=member).create(
-            {"email_to": "a@b.example", "subject": "s", "account_id": self.account.id}
-        )
+        # a mailbox that is not theirs cannot even be put in the composer
+        with self.assertRaises(AccessError):
+            self.compose(user=member).create(
+                {"email_to": "a@b.example", "subject": "s", "account_id": self.account.id}
+            )
+        wizard = self.compose(user=member).create({"email_to": "a@b.example", "subject": "s"})
         with self.assertRaisesRegex(AccessError, "cannot send from this mailbox"):
+            wizard.sudo().write({"account_id": self.account.id})
             wizard.action_send()
         self.assertEqual(self.sink.attempts, 0)
 
@@ -838,6 +842,7 @@ class TestOutboundXOAuth2(SinkHttpCase):
         params.set_param("pipemail.google_client_id", "odoo-client")
         params.set_param("pipemail.google_client_secret", "odoo-secret")
         params.set_param("pipemail.google_token_uri", cls.oauth.token_url)
+        params.set_param("pipemail.google_mail_hosts", "127.0.0.1")
         cls.user = new_test_user(
             cls.env,
             "pm_gmail_gina",

@@ -23,6 +23,7 @@ from pipemail import html as pm_html
 from pipemail import outbound as pm_outbound
 from pipemail.types import Address
 
+from .. import access
 from ..models.pipemail_outbox import format_address, join_addresses, mark_fragment, parse_addresses
 
 SOURCE_MODELS = ("crm.lead", "project.project", "res.partner")
@@ -33,6 +34,30 @@ MAX_INDIVIDUAL_PARAM = "pipemail_campaigns.max_recipients"
 kind of send, so the same limit; read as a plain parameter, pipemail_campaigns need
 not be installed."""
 MAX_INDIVIDUAL_DEFAULT = 100
+USER_FIELDS = frozenset(
+    {
+        "mode",
+        "thread_id",
+        "parent_message_id",
+        "res_model",
+        "res_id",
+        "lead_id",
+        "project_id",
+        "partner_id",
+        "account_id",
+        "email_to",
+        "email_cc",
+        "email_bcc",
+        "individual",
+        "subject",
+        "body",
+        "quote_html",
+        "template_id",
+        "attachment_ids",
+        "tracking",
+    }
+)
+"""What the person writing sets; the outgoing rows it created are the server's."""
 
 
 class PipemailCompose(models.TransientModel):
@@ -58,10 +83,8 @@ class PipemailCompose(models.TransientModel):
     partner_id = fields.Many2one("res.partner", string="Contact", readonly=True)
     allowed_account_ids = fields.Many2many(
         "pipemail.account",
-        "pipemail_compose_account_rel",
-        "wizard_id",
-        "account_id",
         string="Mailboxes You Can Send From",
+        compute="_compute_allowed_account_ids",
     )
     account_id = fields.Many2one(
         "pipemail.account",
@@ -146,6 +169,65 @@ class PipemailCompose(models.TransientModel):
             .with_env(self.env)
         )
 
+    # not a real dependency: the form's first onchange puts False in cache for every
+    # field without a default and recomputes only what depends on a defaulted field
+    @api.depends("account_id")
+    @api.depends_context("uid", "allowed_company_ids")
+    def _compute_allowed_account_ids(self):
+        allowed = self._pipemail_allowed_accounts()
+        for wizard in self:
+            wizard.allowed_account_ids = allowed
+
+    # ------------------------------------------------------------------ every path
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            access.check_values(self, vals, USER_FIELDS)
+        wizards = super().create(vals_list)
+        # create() leaves every x2many empty in cache, computed ones too
+        wizards.invalidate_recordset(["allowed_account_ids"])
+        wizards._pipemail_check_refs()
+        return wizards
+
+    def write(self, vals):
+        access.check_values(self, vals, USER_FIELDS)
+        res = super().write(vals)
+        self._pipemail_check_refs()
+        return res
+
+    def _pipemail_check_refs(self):
+        """What the composer points at, checked as its user whatever sent the values
+        (the form, or a hand-made RPC call): a conversation of their own mailboxes
+        whose content they see, an email of that conversation, a mailbox they may send
+        from, a record they can read."""
+        if self.env.su:
+            return
+        allowed = self._pipemail_allowed_accounts()
+        for wizard in self.sudo():
+            thread = wizard.thread_id.with_env(self.env)
+            if thread and (
+                thread.id not in thread._pipemail_holder_ids(self.env.uid)
+                or thread._pipemail_content_hidden()
+            ):
+                raise AccessError(
+                    _("You can reply to and forward conversations of your own mailboxes only.")
+                )
+            if wizard.parent_message_id and wizard.parent_message_id.thread_id != wizard.thread_id:
+                raise AccessError(_("That email is not part of this conversation."))
+            if wizard.account_id and wizard.account_id.id not in allowed.ids:
+                raise AccessError(_("You cannot send from this mailbox."))
+            if wizard.res_model:
+                if wizard.res_model not in SOURCE_MODELS:
+                    raise UserError(_("Emails are written from leads, projects and contacts."))
+                if wizard.res_id:
+                    self._pipemail_check_record(wizard.res_model, wizard.res_id)
+
+    def _pipemail_check_record(self, res_model, res_id):
+        record = self.env[res_model].browse(res_id)
+        if not record.exists() or not record.has_access("read"):
+            raise AccessError(_("You cannot write from that record."))
+
     # ------------------------------------------------------------------ defaults
 
     @api.model
@@ -174,7 +256,6 @@ class PipemailCompose(models.TransientModel):
         elif values.get("res_model"):
             values.update(self._pipemail_record_defaults(values["res_model"], values.get("res_id")))
         values.setdefault("account_id", account.id)
-        values["allowed_account_ids"] = [(6, 0, allowed.ids)]
         values["mode"] = mode
         signature = self._pipemail_signature()
         quote = values.get("quote_html") or ""
@@ -384,6 +465,9 @@ class PipemailCompose(models.TransientModel):
         if not self.render_res_id or template.model != self.render_model:
             raise UserError(_("This template is for another kind of record."))
         res_id = self.render_res_id
+        # the template is rendered as the user, on a record they can read
+        self._pipemail_check_record(self.render_model, res_id)
+        template.check_access("read")
         subject = template._render_field("subject", [res_id], compute_lang=True)[res_id]
         body = template._render_field(
             "body_html", [res_id], compute_lang=True, options={"post_process": True}
@@ -415,6 +499,7 @@ class PipemailCompose(models.TransientModel):
         return outboxes._pipemail_result_action()
 
     def _pipemail_check(self):
+        self._pipemail_check_refs()
         if self.account_id not in self._pipemail_allowed_accounts():
             raise AccessError(_("You cannot send from this mailbox."))
         to = parse_addresses(self.env, self.email_to)
@@ -494,13 +579,16 @@ class PipemailCompose(models.TransientModel):
             ]
         else:
             vals_list = [vals]
+        # checked above, as the user: the rows themselves are the server's to write
         outboxes = (
             self.env["pipemail.outbox"]
+            .sudo()
             .with_context(mail_create_nolog=True, mail_create_nosubscribe=True)
             .create(vals_list)
+            .with_env(self.env)
         )
         self._pipemail_attach(outboxes)
-        self.write({"outbox_id": outboxes[:1].id, "outbox_ids": [Command.set(outboxes.ids)]})
+        self.sudo().write({"outbox_id": outboxes[:1].id, "outbox_ids": [Command.set(outboxes.ids)]})
         for outbox in outboxes:
             outbox._pipemail_prepare()
         return outboxes
