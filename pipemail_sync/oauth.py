@@ -23,6 +23,18 @@ from odoo.tools.misc import consteq, hmac
 from pipemail import errors as pm_errors
 from pipemail import oauth as engine_oauth
 
+MAIL_HOSTS = {
+    "gmail": ("imap.gmail.com", "smtp.gmail.com"),
+    "microsoft": (
+        "outlook.office365.com",
+        "outlook.office.com",
+        "smtp.office365.com",
+        "smtp-mail.outlook.com",
+    ),
+}
+"""The only servers an access token of each provider is ever sent to. An administrator
+may add hosts (sovereign clouds, tests) with the system parameter
+``pipemail.google_mail_hosts`` / ``pipemail.microsoft_mail_hosts`` (comma separated)."""
 STATE_SCOPE = "pipemail-oauth-state"
 STATE_MAX_AGE = 15 * 60
 PROVIDERS = ("gmail", "microsoft")
@@ -74,6 +86,46 @@ def verify_state(env, state: str) -> dict | None:
 
 def new_nonce() -> str:
     return _b64(py_secrets.token_bytes(16))
+
+
+# --------------------------------------------------------------------- mail servers
+
+
+def mail_hosts(env, provider: str) -> frozenset[str]:
+    """The IMAP/SMTP hosts that may receive ``provider``'s access tokens."""
+    extra = env["ir.config_parameter"].sudo().get_param(f"{_PARAM_PREFIX[provider]}_mail_hosts")
+    hosts = {*MAIL_HOSTS[provider], *(h.strip() for h in (extra or "").split(","))}
+    return frozenset(h.lower().rstrip(".") for h in hosts if h)
+
+
+def check_mail_hosts(account) -> None:
+    """Refuse to hand a provider's token to a server that is not the provider's.
+
+    A token proves to anybody who receives it that they may read the mailbox: a
+    mailbox connected with Google signs in to Google's servers only, whatever is typed
+    in its server fields.
+    """
+    allowed = mail_hosts(account.env, account.provider)
+    for host in (account.imap_host, account.smtp_host):
+        if host and host.strip().lower().rstrip(".") not in allowed:
+            provider = "Google" if account.provider == "gmail" else "Microsoft"
+            allowed_text = ", ".join(sorted(MAIL_HOSTS[account.provider]))
+            raise pm_errors.ConfigError(
+                f"A mailbox connected with {provider} signs in to {provider}'s own "
+                f"mail servers only ({allowed_text}), not to {host}. Correct the server "
+                "address, or connect this mailbox as IMAP / SMTP with a password."
+            )
+
+
+def _binding(account) -> tuple:
+    """What a cached token source is bound to: a changed server or login gets a new
+    source (and with it no cached access token)."""
+    return (
+        account.provider,
+        (account.imap_host or "").lower(),
+        (account.smtp_host or "").lower(),
+        (account.username or account.email or "").lower(),
+    )
 
 
 # --------------------------------------------------------------------- client settings
@@ -203,7 +255,7 @@ def token_source(account):
     key = (account.env.cr.dbname, account.id)
     with _sources_lock:
         source = _sources.get(key)
-        if source is not None and getattr(source, "_pipemail_provider", "") == account.provider:
+        if source is not None and getattr(source, "_pipemail_binding", None) == _binding(account):
             return source
         settings = client_settings(account.env, account.provider)
         common = {
@@ -230,7 +282,7 @@ def token_source(account):
                 validate_authority=settings["validate_authority"],
                 **common,
             )
-        source._pipemail_provider = account.provider
+        source._pipemail_binding = _binding(account)
         _sources[key] = source
         return source
 

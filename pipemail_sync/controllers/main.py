@@ -29,10 +29,10 @@ class PipemailOAuthController(http.Controller):
                 account = Account.browse(int(account_id)).exists()
             except ValueError:
                 raise BadRequest()
-            if not account:
+            # the caller must be allowed to sign this mailbox in; a missing mailbox and
+            # someone else's get the same answer, so ids tell nothing
+            if not account or not account._pipemail_may_sign_in():
                 raise NotFound()
-            # the caller must be allowed to change this mailbox
-            account.check_access("write")
         else:
             account = Account
         try:

@@ -15,14 +15,14 @@ import psycopg2
 from dateutil.relativedelta import relativedelta
 
 from odoo import _, api, fields, models
-from odoo.exceptions import AccessError, UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import SQL, config
 
 from pipemail import errors as pm_errors
 from pipemail import secrets as pm_secrets
 from pipemail.types import AccountConfig, OAuth2Auth, PasswordAuth, ServerConfig
 
-from .. import engine, oauth
+from .. import access, engine, oauth
 from ..notifications import notification
 
 _logger = logging.getLogger(__name__)
@@ -51,6 +51,29 @@ PROVIDER_DEFAULTS = {
     },
 }
 SECURITY = [("ssl", "SSL/TLS"), ("starttls", "STARTTLS"), ("none", "None (unencrypted)")]
+SERVER_FIELDS = frozenset(
+    {
+        "provider",
+        "imap_host",
+        "imap_port",
+        "imap_security",
+        "smtp_host",
+        "smtp_port",
+        "smtp_security",
+        "username",
+        "verify_tls",
+    }
+)
+"""Where and as whom the mailbox signs in. The stored password and tokens were given
+for these values: changing any of them forgets the secrets."""
+CONNECTION_FIELDS = SERVER_FIELDS | {"email", "password"}
+"""How the mailbox connects: the owner's or a system administrator's to change."""
+SETTINGS_FIELDS = frozenset(
+    {"name", "active", "history", "blocklist", "skip_internal", "default_visibility", "folder_ids"}
+)
+ADMIN_FIELDS = frozenset({"user_id", "kind", "member_ids", "company_id"})
+"""Whose mailbox it is: email administrators set these for others (see
+``_check_owner_change``)."""
 VISIBILITY = [
     ("shared", "Shared"),
     ("private", "Private"),
@@ -173,6 +196,10 @@ class PipemailAccount(models.Model):
         copy=False, readonly=True, help="Server process holding the push watcher."
     )
     idle_until = fields.Datetime(copy=False, readonly=True)
+    connection_editable = fields.Boolean(
+        compute="_compute_connection_editable",
+        help="The reader may change where and as whom this mailbox signs in.",
+    )
     thread_count = fields.Integer(compute="_compute_thread_count")
     message_total = fields.Integer(string="Synced Emails", compute="_compute_thread_count")
 
@@ -181,6 +208,12 @@ class PipemailAccount(models.Model):
     ]
 
     # ------------------------------------------------------------------ computes
+
+    @api.depends("name")
+    @api.depends_context("uid")
+    def _compute_display_name(self):
+        super()._compute_display_name()
+        access.hide_unreadable_names(self, _("Mailbox"))
 
     def _compute_password(self):
         # write-only: the plain value never leaves the server, whoever asks
@@ -235,6 +268,24 @@ class PipemailAccount(models.Model):
         if self.email and not self.name:
             self.name = self.email
 
+    @api.constrains("user_id", "member_ids", "company_id")
+    def _check_people_company(self):
+        """A mailbox is used by people of its company: an administrator of another
+        company cannot give one of theirs to a user who cannot open it."""
+        for account in self:
+            strangers = (account.user_id | account.member_ids).filtered(
+                lambda u, c=account.company_id: c not in u.company_ids
+            )
+            if strangers:
+                raise ValidationError(
+                    _(
+                        "%(users)s cannot use a mailbox of %(company)s: they do not belong "
+                        "to that company.",
+                        users=", ".join(strangers.mapped("name")),
+                        company=account.company_id.name,
+                    )
+                )
+
     @api.constrains("imap_port", "smtp_port")
     def _check_ports(self):
         for account in self:
@@ -242,12 +293,18 @@ class PipemailAccount(models.Model):
                 if port and not 0 < port < 65536:
                     raise UserError(_("A port is a number between 1 and 65535."))
 
-    @api.constrains("imap_host", "imap_port", "smtp_host", "smtp_port")
+    @api.constrains("provider", "imap_host", "imap_port", "smtp_host", "smtp_port")
     def _check_hosts(self):
         """Refuse loopback, private and metadata addresses when they are typed, not only
-        when the sync connects: the user learns at once and no worker ever tries."""
+        when the sync connects: the user learns at once and no worker ever tries. A
+        Google or Microsoft mailbox points at that provider's servers only."""
         allow = self._allow_private_hosts()
         for account in self:
+            if account.provider in oauth.PROVIDERS:
+                try:
+                    oauth.check_mail_hosts(account)
+                except pm_errors.ConfigError as exc:
+                    raise UserError(str(exc))
             for host, port in (
                 (account.imap_host, account.imap_port),
                 (account.smtp_host, account.smtp_port),
@@ -276,14 +333,30 @@ class PipemailAccount(models.Model):
             if vals.get("email"):
                 vals.setdefault("username", vals["email"])
                 vals.setdefault("name", vals["email"])
-            self._check_owner_change(vals)
+            self._check_user_values(vals)
         accounts = super().create(vals_list)
         accounts._ensure_default_folders()
         return accounts
 
     def write(self, vals):
-        self._check_owner_change(vals)
+        self._check_user_values(vals)
+        if not self.env.su and CONNECTION_FIELDS & set(vals):
+            self._check_can_change_connection()
+        moved = self._pipemail_server_changed(vals)
+        if moved:
+            # before the write: a new password in the same save is stored after this
+            moved._pipemail_forget_secrets(new_password=bool(vals.get("password")))
         return super().write(vals)
+
+    def _check_user_values(self, vals):
+        """What a user may set on a mailbox (superuser code passes)."""
+        if self.env.su:
+            return
+        access.check_values(self, vals, SETTINGS_FIELDS | CONNECTION_FIELDS | ADMIN_FIELDS)
+        self._check_owner_change(vals)
+        company = vals.get("company_id")
+        if company and company not in self.env.user.company_ids.ids:
+            raise AccessError(_("A mailbox belongs to one of your own companies."))
 
     def _check_owner_change(self, vals):
         """Only managers create accounts for others or share team mailboxes."""
@@ -295,6 +368,86 @@ class PipemailAccount(models.Model):
             )
         if vals.get("kind") == "team" or vals.get("member_ids"):
             raise AccessError(_("Only an email administrator can set up a team mailbox."))
+        if self and "company_id" in vals:
+            raise AccessError(
+                _("Only an email administrator can move a mailbox to another company.")
+            )
+
+    def _check_can_change_connection(self):
+        """A mailbox's servers, login and password are its owner's business: an email
+        administrator who is not a system administrator manages who sees a mailbox,
+        never where it signs in (they could point it at their own server and collect
+        the password)."""
+        if not self._pipemail_can_change_connection():
+            raise AccessError(
+                _(
+                    "Only the owner of a mailbox, or a system administrator, can change how "
+                    "it connects (servers, login, password)."
+                )
+            )
+
+    @api.depends_context("uid")
+    def _compute_connection_editable(self):
+        for account in self:
+            account.connection_editable = (
+                not account._origin or account._origin._pipemail_can_change_connection()
+            )
+
+    def _pipemail_can_change_connection(self):
+        if self.env.su or self.env.user.has_group("base.group_system"):
+            return True
+        return all(account.user_id.id == self.env.uid for account in self.sudo())
+
+    def _pipemail_server_changed(self, vals):
+        """The records of ``self`` whose server or login ``vals`` really changes."""
+        changed = SERVER_FIELDS & set(vals)
+        if not changed and "email" not in vals:
+            return self.browse()
+        moved = self.browse()
+        for account in self.sudo():
+            fields_now = set(changed)
+            if account.provider in oauth.PROVIDERS or vals.get("provider") in oauth.PROVIDERS:
+                # a token was given for one mailbox of the provider
+                fields_now.add("email")
+            for fname in fields_now & set(vals):
+                field = self._fields[fname]
+                old = field.convert_to_write(account[fname], account)
+                new = vals[fname]
+                if field.type == "char":
+                    old, new = (old or "").strip().lower(), (new or "").strip().lower()
+                if (old or False) != (new or False):
+                    moved |= account
+                    break
+        return moved.with_env(self.env)
+
+    def _pipemail_forget_secrets(self, new_password=False):
+        """The server or login changed: the saved password and tokens stay behind (they
+        were given for the old server), and the mailbox waits for its owner to test the
+        connection again (with the ``new_password`` typed in the same save, if any)."""
+        for account in self.sudo():
+            had_secret = account.password_set or account.oauth_connected
+            account.write({"password_enc": False, "oauth_refresh_token_enc": False})
+            oauth.forget_source(account)
+            if not had_secret and not new_password:
+                continue
+            if new_password:
+                message = _("The server settings changed: test the connection to sync again.")
+            else:
+                message = _(
+                    "The server or login of this mailbox changed, so its saved password or "
+                    "sign-in was removed: enter the password again (or sign in again) and "
+                    "test the connection."
+                )
+            account.write(
+                {
+                    "state": "disabled" if account.state == "disabled" else "draft",
+                    "next_attempt": False,
+                    "fail_count": 0,
+                    "last_error": message,
+                    "error_code": "credentials_cleared",
+                }
+            )
+        self.invalidate_recordset(["password_set", "oauth_connected"])
 
     def unlink(self):
         # attachments hang off messages by res_model/res_id, which no cascade reaches
@@ -406,6 +559,11 @@ class PipemailAccount(models.Model):
                 raise UserError(_("Enter the mailbox password first."))
             auth = PasswordAuth(self.username or self.email, password)
         else:
+            try:
+                # before any token is fetched: a token never reaches another server
+                oauth.check_mail_hosts(self)
+            except pm_errors.ConfigError as exc:
+                raise UserError(str(exc))
             auth = OAuth2Auth(self.username or self.email, oauth.token_source(self))
         allow = self._allow_private_hosts()
         folders = self.folder_ids.filtered("sync").mapped("name") or None
@@ -491,6 +649,15 @@ class PipemailAccount(models.Model):
         """RPC-callable actions re-check that the caller may change this account."""
         self.check_access("write")
 
+    def _pipemail_may_sign_in(self):
+        return self.has_access("write") and self._pipemail_can_change_connection()
+
+    def _check_can_sign_in(self):
+        """Signing a mailbox in stores a secret for it: its owner's (or a system
+        administrator's) act only."""
+        self._check_can_operate()
+        self._check_can_change_connection()
+
     def action_test_connection(self):
         self.ensure_one()
         self._check_can_operate()
@@ -537,7 +704,7 @@ class PipemailAccount(models.Model):
 
     def action_reconnect(self):
         self.ensure_one()
-        self._check_can_operate()
+        self._check_can_sign_in()
         return self._action_reconnect()
 
     def _action_reconnect(self):
@@ -572,7 +739,7 @@ class PipemailAccount(models.Model):
 
     def action_connect_oauth(self):
         self.ensure_one()
-        self._check_can_operate()
+        self._check_can_sign_in()
         return {
             "type": "ir.actions.act_url",
             "url": f"/pipemail/oauth/{self.provider}/start?account_id={self.id}",
@@ -589,7 +756,7 @@ class PipemailAccount(models.Model):
         provider = payload["provider"]
         account = self.browse(payload.get("account_id") or 0).exists()
         if account:
-            account.check_access("write")
+            account._check_can_sign_in()
         else:
             self.check_access("create")
         try:

@@ -24,6 +24,8 @@ class TestOAuthConnect(HttpCase):
         params = cls.env["ir.config_parameter"].sudo()
         params.set_param("pipemail.google_client_id", "odoo-client")
         params.set_param("pipemail.google_client_secret", "odoo-secret")
+        # the local IMAP server stands in for Google's: an admin's allowance
+        params.set_param("pipemail.google_mail_hosts", "127.0.0.1")
         params.set_param("pipemail.google_auth_uri", f"{cls.oauth.url}/authorize")
         params.set_param("pipemail.google_token_uri", cls.oauth.token_url)
         params.set_param("pipemail.google_userinfo_uri", f"{cls.oauth.url}/userinfo")
@@ -150,9 +152,12 @@ class TestOAuthConnect(HttpCase):
 
     def test_not_configured_is_explained(self):
         self.env["ir.config_parameter"].sudo().set_param("pipemail.microsoft_client_id", "")
+        self.env["ir.config_parameter"].sudo().set_param(
+            "pipemail.microsoft_mail_hosts", "127.0.0.1"
+        )
         login = self.dovecot.add_user()
         account = self._account(login)
-        account.provider = "microsoft"
+        account.write({"provider": "microsoft", "smtp_host": "127.0.0.1"})
         self.authenticate("pm_oauth_sally", "pm_oauth_sally")
         response = self.url_open(f"/pipemail/oauth/microsoft/start?account_id={account.id}")
         self.assertEqual(response.status_code, 200)
@@ -180,6 +185,7 @@ class TestOAuthMicrosoft(HttpCase):
         params.set_param("pipemail.microsoft_client_id", "ms-client")
         params.set_param("pipemail.microsoft_client_secret", "ms-secret")
         params.set_param("pipemail.microsoft_authority", cls.oauth.authority)
+        params.set_param("pipemail.microsoft_mail_hosts", "127.0.0.1")
         cls.sally = new_test_user(
             cls.env,
             "pm_ms_sally",
