@@ -59,6 +59,22 @@ def server_available() -> bool:
     return True
 
 
+def default_threads() -> int:
+    """Half the cores: the server shares the machine with Odoo's workers.
+
+    Measured on a 2-core machine with one core busy: 1 thread 14.5 tokens/s, 2 threads
+    12.4 (with OMP_WAIT_POLICY=PASSIVE; 0.5 without, the threads spin against the load).
+    """
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def server_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for the server: OpenMP threads that sleep instead of spinning."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
 def server_command(
     model_path: str | os.PathLike[str],
     *,
@@ -89,7 +105,7 @@ def server_command(
         "--n_ctx",
         str(context),
         "--n_threads",
-        str(threads or os.cpu_count() or 2),
+        str(threads or default_threads()),
         "--verbose",
         "False",
     ]
@@ -140,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     python = shutil.which(command[0]) or command[0]
     # replaces this process, so Ctrl-C and service managers' signals reach the server
-    os.execv(python, command)  # noqa: S606
+    os.execve(python, command, server_env())  # noqa: S606
     return 0  # pragma: no cover - execv does not return
 
 
