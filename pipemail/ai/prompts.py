@@ -43,7 +43,7 @@ You help a salesperson with their email inside a CRM.
 reads and edits before anything happens.
 Write plain text: no HTML, no Markdown, no images, and no links unless the salesperson's \
 own text has them.
-Answer with JSON only, exactly in this shape: {shape}"""
+Answer with JSON only: {shape}"""
 
 _TONE_WORDS = {
     "formal": "formal: polite, professional, complete sentences",
@@ -190,8 +190,13 @@ def summary_schema(labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
-# placeholders, not an example: small models copy an example's words into their answer
-_SUMMARY_SHAPE = '{"points": [{"kind": "request", "text": "<point>", "messages": ["<label>"]}]}'
+# the shape in words, not a JSON example: small models copy an example's words (even
+# "<placeholders>") into their answer instead of writing their own
+_SUMMARY_SHAPE = (
+    'an object with "points": a list of objects, each with "kind" (request, decision, '
+    'question or next_step), "text" (the point, one sentence) and "messages" (the labels '
+    "of the messages it comes from)."
+)
 
 
 def summary_prompt(
@@ -251,7 +256,7 @@ def replies_prompt(
         endpoint,
         messages,
         task=task,
-        shape='{"replies": ["<reply 1>", "<reply 2>", "<reply 3>"]}',
+        shape='an object with "replies": a list of three strings, each one reply.',
         schema_name="pipemail_replies",
         schema_for=replies_schema,
     )
@@ -269,7 +274,7 @@ def draft_schema(_labels: Sequence[str] = ()) -> dict[str, Any]:
     }
 
 
-_DRAFT_SHAPE = '{"text": "<the email text>"}'
+_DRAFT_SHAPE = 'an object with "text": the email text you write.'
 _BODY_ONLY = "Only the body text: no subject line, no signature, no quoted earlier messages."
 
 

@@ -41,6 +41,8 @@ _BAD_SCHEME = re.compile(r"(?i)\b(?:javascript|vbscript|data|file|blob):[^\s<>\"
 _INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b\ufeff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _MANY_BLANKS = re.compile(r"\n{3,}")
+# the prompt's data markers echoed back by a model: noise, and never part of a draft
+_MARKERS = re.compile(r"<<<[^<>\n]{0,80}>>>")
 _TRAILING = re.compile(r"[ \t]+\n")
 _PUNCT_TAIL = ".,;:!?"
 
@@ -63,6 +65,7 @@ def to_plain_text(text: str, allowed_urls: Iterable[str] = ()) -> str:
     allowed = frozenset(allowed_urls)
     out = clean_text(text).replace("\r\n", "\n").replace("\r", "\n")
     out = _INVISIBLE.sub("", out)
+    out = _MARKERS.sub("", out)
     out = _MD_IMAGE.sub("", out)
 
     def link(match: re.Match[str]) -> str:
