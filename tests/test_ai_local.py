@@ -13,6 +13,7 @@ import re
 
 import pytest
 from ai_threads import CANARY, canary_thread, injection_thread, sales_thread
+from harness import ScriptedLLM
 
 from pipemail import ai
 
@@ -20,26 +21,13 @@ MAX_OUT = 160
 
 
 @pytest.fixture(scope="module")
-def recorded(llama_server, scripted_llm_factory_module):
+def recorded(llama_server):
     """A recording proxy in front of the real server, and an endpoint through it."""
-    proxy = scripted_llm_factory_module(upstream=llama_server.base_url)
-    return proxy, llama_server.endpoint(base_url=proxy.base_url, max_output_tokens=MAX_OUT)
-
-
-@pytest.fixture(scope="module")
-def scripted_llm_factory_module():
-    from harness import ScriptedLLM
-
-    made = []
-
-    def make(**kwargs):
-        server = ScriptedLLM(**kwargs)
-        made.append(server)
-        return server
-
-    yield make
-    for server in made:
-        server.stop()
+    proxy = ScriptedLLM(upstream=llama_server.base_url)
+    try:
+        yield proxy, llama_server.endpoint(base_url=proxy.base_url, max_output_tokens=MAX_OUT)
+    finally:
+        proxy.stop()
 
 
 def assert_plain(text: str) -> None:
