@@ -30,8 +30,13 @@ def recorded(llama_server):
         proxy.stop()
 
 
+HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9-]*(\s[^>]*)?/?>")
+
+
 def assert_plain(text: str) -> None:
-    assert "<" not in text and ">" not in text
+    """No markup: an address in angle brackets or a quoted "> " line is plain text (the
+    small model sometimes echoes them), a tag is not."""
+    assert not HTML_TAG.search(text), text
     assert not re.search(r"https?://(?!acme\.example)", text)
 
 
