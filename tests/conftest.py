@@ -20,6 +20,7 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from harness import Dovecot, OAuthServer, SmtpSink, TCPProxy, User  # noqa: E402
+from loud_skip import write_banners  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,6 +36,15 @@ def pytest_report_header(config: pytest.Config) -> str:
     except (OSError, subprocess.SubprocessError):
         version = "not installed (apt-get install dovecot-imapd)"
     return f"pipemail harness: Dovecot {version}"
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    # Outermost wrapper: the banners of loud skips (tests/loud_skip.py) come after
+    # pytest's short test summary, right above the final "N passed, N skipped" line,
+    # where nobody scrolls past them.
+    yield
+    write_banners(terminalreporter)
 
 
 @pytest.fixture(scope="session")
