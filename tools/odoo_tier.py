@@ -37,7 +37,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ADDONS = ("pipemail_sync", "pipemail_ai", "pipemail_campaigns")
 BASE_MODULES = ("crm", "project", "mail")
-ENGINE_IMPORTS = "import imapclient, msal, google.auth, lxml, openai, cryptography"
+ENGINE_IMPORTS = "import imapclient, msal, google.auth, lxml, openai, cryptography, aiosmtpd"
+REQUIREMENTS = ROOT / "requirements.txt"
+"""What the addons need in Odoo's Python beyond Odoo's own requirements.txt."""
+TEST_REQUIREMENTS = ROOT / "test-requirements.txt"
+"""What the addons' tests need there too (aiosmtpd for the SMTP sink)."""
 
 
 class TierUnavailable(Exception):
@@ -107,12 +111,19 @@ def find_odoo() -> OdooInstall:
 
 
 def ensure_engine_deps(odoo: OdooInstall) -> None:
-    """The addons import the engine; its third-party packages must be in Odoo's Python."""
+    """The addons import the engine, their tests the harness's aiosmtpd: these packages
+    must be in Odoo's Python.
+
+    When they are not, they are installed from requirements.txt and test-requirements.txt,
+    pinned versions that leave Odoo's own pins alone (an unpinned latest once brought a
+    cryptography that broke Odoo's pyOpenSSL).
+    """
     check = subprocess.run([odoo.python, "-c", ENGINE_IMPORTS], capture_output=True, check=False)
     if check.returncode == 0:
         return
     subprocess.run(
-        [odoo.python, "-m", "pip", "install", "-q", "imapclient", "msal", "google-auth", "openai"],
+        [odoo.python, "-m", "pip", "install", "-q"]
+        + ["-r", str(REQUIREMENTS), "-r", str(TEST_REQUIREMENTS)],
         check=True,
     )
 
