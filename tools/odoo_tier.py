@@ -15,6 +15,7 @@ Used by ``tests/odoo/test_odoo_tier.py``; also runnable alone::
 
     python tools/odoo_tier.py test        # install + addon tests
     python tools/odoo_tier.py lifecycle   # install, upgrade, uninstall, log must be clean
+    python tools/odoo_tier.py requirements  # Odoo's venv + requirements.txt installs them
     python tools/odoo_tier.py serve       # a demo server (used by scripts/setup.sh)
 """
 
@@ -349,16 +350,59 @@ def run_tests(odoo: OdooInstall, workdir: Path, log_path: Path) -> tuple[int, in
     return ran, failed, errors, problems(output, warnings=False)
 
 
+def install_addons(args: list[str], log_path: Path) -> list[str]:
+    """Install Odoo's modules the addons build on, then the addons, each in its own run.
+
+    Problems: errors in the first run; any warning or error in the second, the addons'.
+    """
+    found: list[str] = []
+    out = run_odoo([*args, "-i", ",".join(BASE_MODULES), "--stop-after-init"], log_path)
+    found += [f"[base install] {p}" for p in problems(out, warnings=False)]
+    out = run_odoo([*args, "-i", ",".join(ADDONS), "--stop-after-init"], log_path)
+    found += [f"[install] {p}" for p in problems(out, warnings=True)]
+    return found
+
+
+def psql(db: dict[str, str], dbname: str, query: str) -> str:
+    """One query's rows, unaligned, fields separated by a space (``psql -At``)."""
+    proc = subprocess.run(
+        [
+            str(_pg_bindir() / "psql"),
+            "-h",
+            db["db_host"],
+            "-p",
+            db["db_port"],
+            "-U",
+            db["db_user"],
+            "-d",
+            dbname,
+            "-At",
+            "-F",
+            " ",
+            "-c",
+            query,
+        ],
+        env=dict(os.environ, PGPASSWORD=db["db_password"]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout
+
+
+def module_states(db: dict[str, str], dbname: str) -> dict[str, str]:
+    """The addons' state in ir_module_module ('installed', 'to install', ...)."""
+    names = ",".join(f"'{name}'" for name in ADDONS)
+    query = f"SELECT name, state FROM ir_module_module WHERE name IN ({names})"  # noqa: S608 - ours
+    rows = psql(db, dbname, query).splitlines()
+    return dict(row.split(" ", 1) for row in rows if row)
+
+
 def run_lifecycle(odoo: OdooInstall, workdir: Path, log_path: Path) -> list[str]:
     """Install, upgrade and uninstall the addons; any warning or error is a problem."""
-    found: list[str] = []
     with private_postgres(workdir) as db:
         args = odoo_args(odoo, db, "pipemail_lifecycle", workdir)
-        base = ",".join(BASE_MODULES)
-        out = run_odoo([*args, "-i", base, "--stop-after-init"], log_path)
-        found += [f"[base install] {p}" for p in problems(out, warnings=False)]
-        out = run_odoo([*args, "-i", ",".join(ADDONS), "--stop-after-init"], log_path)
-        found += [f"[install] {p}" for p in problems(out, warnings=True)]
+        found = install_addons(args, log_path)
         out = run_odoo([*args, "-u", ",".join(ADDONS), "--stop-after-init"], log_path)
         found += [f"[upgrade] {p}" for p in problems(out, warnings=True)]
         code = (
@@ -400,7 +444,7 @@ def run_odoo_shell(args: list[str], code: str, log_path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["find", "test", "lifecycle"])
+    parser.add_argument("action", choices=["find", "test", "lifecycle", "requirements"])
     parser.add_argument("--log", default=str(ROOT / "var/odoo-tier.log"))
     opts = parser.parse_args(argv)
     try:
@@ -411,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Odoo {odoo.version} at {odoo.where} (python {odoo.python})")
     if opts.action == "find":
         return 0
+    if opts.action == "requirements":
+        import odoo_requirements  # here: it imports this module
+
+        return odoo_requirements.main(odoo, Path(opts.log))
     ensure_engine_deps(odoo)
     log_path = Path(opts.log)
     log_path.parent.mkdir(parents=True, exist_ok=True)
