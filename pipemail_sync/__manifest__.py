@@ -11,7 +11,7 @@
     "installable": True,
     "depends": ["crm", "project", "mail"],
     "external_dependencies": {
-        "python": ["imapclient", "msal", "google-auth", "lxml", "cryptography"],
+        "python": ["imapclient", "msal", "google_auth", "lxml", "cryptography"],
     },
     "data": [
         "security/pipemail_security.xml",

@@ -27,25 +27,55 @@ need_apt=()
 for pkg in dovecot-imapd dovecot-core postgresql openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# Odoo's browser tests (the addons' HttpCase screens) need a Chrome; only where the
+# Odoo tier will run (an Odoo 18 is found), and only when none is installed
+if ! command -v chromium >/dev/null && ! command -v google-chrome >/dev/null \
+  && python3 tools/odoo_tier.py find >/dev/null 2>&1; then
+  need_apt+=(chromium)
+fi
 if [ -n "$make_venv" ] && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
   need_apt+=(python3-venv)  # Debian keeps venv's pip bootstrap in a package of its own
 fi
+running() { command -v service >/dev/null && service "$1" status >/dev/null 2>&1; }
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "bootstrap: missing Debian packages: ${need_apt[*]} (run: sudo apt-get install ${need_apt[*]})" >&2
     exit 1
   fi
   echo "bootstrap: apt-get install ${need_apt[*]}"
-  apt-get update -qq
-  # policy-rc.d keeps the system services stopped: tests start their own private ones.
-  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
-# The packaged services are not used; stop them if the install started them.
-for svc in dovecot postgresql; do
-  if command -v service >/dev/null && service "$svc" status >/dev/null 2>&1; then
-    service "$svc" stop >/dev/null 2>&1 || true
+  # The tests and the demo start private Dovecot and PostgreSQL instances; the system
+  # services these packages bring are not needed, and a machine may run them for other
+  # software. So: no service is started by this install (a policy-rc.d answering 101,
+  # "action forbidden", for the install's length), and none that was running is touched.
+  # A policy-rc.d already in place is the administrator's: it stays as it is, and what
+  # the install starts under it, and only that, is stopped afterwards.
+  policy=${PIPEMAIL_POLICY_RC_D:-/usr/sbin/policy-rc.d}  # a test seam: tests/test_bootstrap.py
+  ours=()
+  for svc in dovecot postgresql; do
+    case " ${need_apt[*]} " in *" $svc"*) running "$svc" || ours+=("$svc") ;; esac
+  done
+  own_policy=
+  if [ ! -e "$policy" ]; then
+    own_policy=1
+    trap 'rm -f "$policy"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    printf '#!/bin/sh\n# pipemail scripts/bootstrap.sh: no service starts during its apt-get install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
   fi
-done
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  if [ -n "$own_policy" ]; then
+    rm -f "$policy"
+    trap - EXIT INT TERM
+  fi
+  for svc in "${ours[@]}"; do
+    if running "$svc"; then
+      echo "bootstrap: service $svc stop (this install started it; the tests use their own)"
+      service "$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+fi
 
 if [ -n "$make_venv" ]; then
   echo "bootstrap: python3 -m venv .venv ($(command -v python3) refuses pip installs; the scripts use .venv/bin/python from now on)"

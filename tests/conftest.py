@@ -29,9 +29,12 @@ from harness import (  # noqa: E402
     TCPProxy,
     User,
 )
+from loud_skip import loud_skip, write_banners  # noqa: E402
 
-# why the AI tier (the real llama.cpp server) was skipped, for the closing banner
-_AI_SKIPPED: list[str] = []
+_AI_HINT = (
+    "The AI tests against the real llama.cpp server did not run. See "
+    "tests/harness/README.md, 'LlamaServer'."
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,6 +50,15 @@ def pytest_report_header(config: pytest.Config) -> str:
     except (OSError, subprocess.SubprocessError):
         version = "not installed (apt-get install dovecot-imapd)"
     return f"pipemail harness: Dovecot {version}"
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    # Outermost wrapper: the banners of loud skips (tests/loud_skip.py) come after
+    # pytest's short test summary, right above the final "N passed, N skipped" line,
+    # where nobody scrolls past them.
+    yield
+    write_banners(terminalreporter)
 
 
 @pytest.fixture(scope="session")
@@ -203,28 +215,12 @@ def llama_server() -> Iterator[LlamaServer]:
     model package is not installed.
     """
     if os.environ.get("PIPEMAIL_AI_TIER") == "0":
-        _AI_SKIPPED.append("PIPEMAIL_AI_TIER=0")
-        pytest.skip("AI TIER SKIPPED: PIPEMAIL_AI_TIER=0")
+        loud_skip("AI TIER SKIPPED", "PIPEMAIL_AI_TIER=0", _AI_HINT)
     try:
         server = LlamaServer()
     except AITierUnavailable as exc:
-        _AI_SKIPPED.append(str(exc))
-        pytest.skip(f"AI TIER SKIPPED: {exc}")
+        loud_skip("AI TIER SKIPPED", str(exc), _AI_HINT)
     try:
         yield server
     finally:
         server.close()
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_terminal_summary(terminalreporter):  # noqa: ANN001, ANN201 - pytest hook
-    # After the short summary, just above the closing counts line: an engine run without
-    # the real model must not pass for a full one.
-    yield
-    if _AI_SKIPPED:
-        terminalreporter.write_sep("!", "AI TIER SKIPPED", red=True, bold=True)
-        terminalreporter.write_line(f"AI TIER SKIPPED: {_AI_SKIPPED[0]}", red=True, bold=True)
-        terminalreporter.write_line(
-            "The AI tests against the real llama.cpp server did not run. See "
-            "tests/harness/README.md, 'LlamaServer'."
-        )

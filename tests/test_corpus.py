@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from loud_skip import in_ci, loud_skip
 
 from pipemail.mime import parse_message
 from pipemail.types import Address, Attachment, ParsedMessage
@@ -94,8 +95,20 @@ def body_is_blank(raw: bytes) -> bool:
 
 
 def test_corpus_is_present() -> None:
-    """A missing corpus must fail loudly, not turn the corpus tests into no tests."""
-    assert FILES, f"no corpus at {CORPUS}: set PIPEMAIL_CORPUS to the shared/corpus folder"
+    """A missing corpus must not turn the corpus tests into no tests unseen: in CI, where
+    it is laid beside the checkout, it fails; elsewhere (a clone alone) the run ends with
+    a CORPUS SKIPPED banner."""
+    if FILES:
+        return
+    why = f"no corpus at {CORPUS}"
+    if in_ci():
+        pytest.fail(f"{why}: CI lays shared/corpus beside the checkout; PIPEMAIL_CORPUS overrides")
+    loud_skip(
+        "CORPUS SKIPPED",
+        why,
+        "The real-world corpus tests did not run: put the shared/ folder beside the "
+        "checkout or set PIPEMAIL_CORPUS to its corpus folder (README.md, 'Tests').",
+    )
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(CORPUS)))
@@ -131,6 +144,8 @@ def test_corpus_file(path: Path) -> None:
 
 
 def parse(rel: str) -> ParsedMessage:
+    if not FILES:
+        pytest.skip(f"no corpus at {CORPUS}")  # one line for all: test_corpus_is_present says why
     path = CORPUS / rel
     if not path.exists():
         pytest.skip(f"{rel} not in corpus")

@@ -162,26 +162,11 @@ def write_conf(db: dict[str, str], odoo: odoo_tier.OdooInstall, cafile: str) -> 
 
 
 def database_exists(db: dict[str, str]) -> bool:
-    proc = subprocess.run(
-        [
-            str(odoo_tier._pg_bindir() / "psql"),
-            "-h",
-            db["db_host"],
-            "-p",
-            db["db_port"],
-            "-U",
-            db["db_user"],
-            "-d",
-            "postgres",
-            "-Atc",
-            f"SELECT 1 FROM pg_database WHERE datname = '{DB}'",  # noqa: S608 - constant
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=dict(os.environ, PGPASSWORD=db["db_password"]),
-    )
-    return proc.stdout.strip() == "1"
+    query = f"SELECT 1 FROM pg_database WHERE datname = '{DB}'"  # noqa: S608 - constant
+    try:
+        return odoo_tier.psql(db, "postgres", query).strip() == "1"
+    except subprocess.CalledProcessError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
