@@ -80,7 +80,7 @@ def check_targets(records, vals):
             continue
         targets = env[field.comodel_name].browse(ids)
         found = targets.with_context(active_test=False).exists()
-        if len(found) != len(set(ids)) or not found.has_access("read"):
+        if len(found) != len(set(ids)) or not _readable(found):
             # one answer for "missing" and "not yours": ids are no oracle
             raise AccessError(
                 env._(
@@ -89,6 +89,20 @@ def check_targets(records, vals):
                     field=field.string,
                 )
             )
+
+
+def _readable(records) -> bool:
+    """Whether the caller may read all of ``records``. An attachment's own access rights
+    say nothing of the record it belongs to (a sent email's raw MIME, a Private email's
+    file): Odoo decides that in ``ir.attachment.check``, which only its read calls."""
+    if not records.has_access("read"):
+        return False
+    if records._name == "ir.attachment":
+        try:
+            records.check("read")
+        except AccessError:
+            return False
+    return True
 
 
 def hide_unreadable_names(records, label):

@@ -352,6 +352,27 @@ class TestAttackerMatrix(PipemailWorldMixin, HttpCase):
                         {"email_to": "x@y.example", "attachment_ids": [Command.link(attachment.id)]}
                     )
 
+    def test_2b_raw_mime_of_a_sent_email_cannot_be_attached(self):
+        outbox = self.victims["pipemail.outbox"]
+        outbox.sudo().raw_mime = self._b64(b"Subject: CANARYRAW\r\n\r\nsecret body")
+        raw = (
+            self.env["ir.attachment"]
+            .sudo()
+            .search(
+                [
+                    ("res_model", "=", "pipemail.outbox"),
+                    ("res_id", "=", outbox.id),
+                    ("res_field", "=", "raw_mime"),
+                ]
+            )
+        )
+        self.assertTrue(raw)
+        for key in ("teammate", "outsider", "manager"):
+            with self.subTest(user=key), self.assertRaises(AccessError):
+                self.env["pipemail.compose"].with_user(self.users[key]).create(
+                    {"email_to": "x@y.example", "attachment_ids": [Command.link(raw.id)]}
+                )
+
     def test_3_no_writing_into_someone_elses_conversation(self):
         bob, own = self.teammate, self.own["teammate"]
         with self.assertRaises(AccessError):
