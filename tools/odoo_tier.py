@@ -38,7 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ADDONS = ("pipemail_sync", "pipemail_ai", "pipemail_campaigns")
 BASE_MODULES = ("crm", "project", "mail")
-ENGINE_IMPORTS = "import imapclient, msal, google.auth, lxml, openai, cryptography, aiosmtpd, websocket"
+ENGINE_IMPORTS = (
+    "import imapclient, msal, google.auth, lxml, openai, cryptography, aiosmtpd, websocket"
+)
 REQUIREMENTS = ROOT / "requirements.txt"
 """What the addons need in Odoo's Python beyond Odoo's own requirements.txt."""
 TEST_REQUIREMENTS = ROOT / "test-requirements.txt"

@@ -212,8 +212,9 @@ class PipemailAccount(models.Model):
     @api.depends("name")
     @api.depends_context("uid")
     def _compute_display_name(self):
-        super()._compute_display_name()
+        res = super()._compute_display_name()
         access.hide_unreadable_names(self, _("Mailbox"))
+        return res
 
     def _compute_password(self):
         # write-only: the plain value never leaves the server, whoever asks

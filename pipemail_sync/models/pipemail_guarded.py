@@ -33,8 +33,9 @@ class PipemailGuarded(models.AbstractModel):
 
     @api.depends_context("uid")
     def _compute_display_name(self):
-        super()._compute_display_name()
+        res = super()._compute_display_name()
         access.hide_unreadable_names(self, self._pipemail_hidden_name())
+        return res
 
     def _pipemail_hidden_name(self):
         """What a name the reader may not see reads as."""

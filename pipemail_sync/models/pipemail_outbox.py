@@ -251,8 +251,9 @@ class PipemailOutbox(models.Model):
     @api.depends("subject")
     @api.depends_context("uid")
     def _compute_display_name(self):
-        super()._compute_display_name()
+        res = super()._compute_display_name()
         access.hide_unreadable_names(self, _("Outgoing email"))
+        return res
 
     def _check_is_author(self):
         """Buttons act on the caller's own outgoing emails only (the rows are written
