@@ -729,4 +729,8 @@ def test_recording_proxy_forwards_and_records(scripted_llm, scripted_llm_factory
     assert result.points and result.model == "scripted-model"
     assert len(proxy.chat_requests) == 1 and len(scripted_llm.chat_requests) == 1
     assert proxy.chat_requests[0].body == scripted_llm.chat_requests[0].body
+    # the proxy files the answer after passing it on: the client may be faster
+    deadline = time.monotonic() + 5
+    while "Scripted point" not in proxy.received_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert "Scripted point" in proxy.received_text()
