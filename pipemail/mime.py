@@ -41,6 +41,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from email.message import Message
+from typing import cast
 
 from pipemail.text import (
     clean_text,
@@ -320,6 +321,14 @@ _COMMENT_SPECIAL = re.compile(r'["\\()]')
 _COMMENT = r"\((?:[^()\\]|\\.)*\)"
 _CFWS = re.compile(rf"(?:[ \t\r\n]+|\((?:[^()\\]|\\.|{_COMMENT})*\))*")
 """Blanks and comments, comments nested two deep at most."""
+
+
+def _skip_cfws(value: str, pos: int) -> int:
+    """Where the blanks and comments at ``pos`` end (``_CFWS`` also matches nothing)."""
+    match = _CFWS.match(value, pos)
+    return match.end() if match else pos
+
+
 # Without groups or comments, an entry needs :func:`_tidy_address_list` only when an
 # "@" or ">" outside quotes is followed, before the next comma, by an angle address
 # (or a ">" by an "@"). A scan from a mark outside quotes reads the quotes right, and
@@ -393,7 +402,7 @@ def _tidy_address_list(value: str) -> str:
                 late = True
         elif c == ":" and mark < 0:
             out.append(value[copied:item])
-            copied = item = pos = _CFWS.match(value, pos).end()
+            copied = item = pos = _skip_cfws(value, pos)
             groups += 1
         elif c in ",;":
             if last_lt >= 0 and (mark < last_lt or late):
@@ -407,7 +416,7 @@ def _tidy_address_list(value: str) -> str:
             if c == ";":
                 groups = max(groups - 1, 0)
             elif groups:  # the stdlib drops the comments that lead a group member
-                skip = _CFWS.match(value, pos).end()
+                skip = _skip_cfws(value, pos)
                 if skip > pos:
                     out.append(value[copied:pos])
                     copied = pos = skip
@@ -565,7 +574,9 @@ _PLAIN_DATE = re.compile(
 )
 
 
-def _parsedate_tz(value: str) -> tuple[int | None, ...] | None:
+def _parsedate_tz(
+    value: str,
+) -> tuple[int, int, int, int, int, int, int, int, int, int | None] | None:
     """``email.utils.parsedate_tz``, with the usual shape read by one regex."""
     match = _PLAIN_DATE.fullmatch(value)
     if match is None:
@@ -646,6 +657,8 @@ class _ShallowMessage(Message):
     through :func:`_ctype`.
     """
 
+    _payload: object  # the stdlib's private payload slot (not in typeshed), trimmed as it does
+
     def get_content_type(self) -> str:
         ctype = Message.get_content_type(self)
         return "application/octet-stream" if ctype.startswith("message/") else ctype
@@ -663,13 +676,13 @@ class _ShallowMessage(Message):
         if value is _MISSING:
             return failobj
         if not isinstance(value, str):
-            return Message._get_params_preserve(self, failobj, header)
+            return Message._get_params_preserve(self, failobj, header)  # type: ignore[attr-defined]  # private stdlib method, not in typeshed
         cache: dict[str, object] | None = self.__dict__.get("_pm_params")
         if cache is None:
             cache = self.__dict__["_pm_params"] = {}
         params = cache.get(value)
         if params is None:
-            params = cache[value] = Message._get_params_preserve(self, failobj, header)
+            params = cache[value] = Message._get_params_preserve(self, failobj, header)  # type: ignore[attr-defined]  # private, as above
         return params
 
 
@@ -681,9 +694,10 @@ def _ctype(part: Message) -> str:
 # --------------------------------------------------------------------- structure
 
 # The stdlib feed parser's own patterns, so our splitter reads lines exactly as it does.
-_HEADER_LINE = email.feedparser.headerRE
-_EOL = email.feedparser.NLCRE_eol
-_BOL = email.feedparser.NLCRE_bol
+# (Private names of the stdlib module: typeshed does not list them.)
+_HEADER_LINE: re.Pattern[str] = email.feedparser.headerRE  # type: ignore[attr-defined]
+_EOL: re.Pattern[str] = email.feedparser.NLCRE_eol  # type: ignore[attr-defined]
+_BOL: re.Pattern[str] = email.feedparser.NLCRE_bol  # type: ignore[attr-defined]
 # A run of lines the feed parser takes as header lines (its ``headerRE`` on each), and
 # one field of such a run as ``Compat32.header_source_parse`` splits it: the name, and
 # the value with leading blanks and the final line break removed.
@@ -1208,7 +1222,9 @@ class _Parser:
                             "the original"
                         )
                         continue
-                    stack.extend((sub, depth + 1) for sub in reversed(payload))
+                    stack.extend(
+                        (sub, depth + 1) for sub in reversed(cast("list[Message]", payload))
+                    )
                     continue
                 self._leaf(part, ctype, payload)
             except RecursionError:
@@ -1273,9 +1289,11 @@ class _Parser:
             name = None
         if not name:
             try:
-                name = part.get_param("name")
-                if isinstance(name, tuple):
-                    name = email.utils.collapse_rfc2231_value(name)
+                param = part.get_param("name")
+                if isinstance(param, tuple):
+                    name = email.utils.collapse_rfc2231_value(param)
+                else:
+                    name = param
             except Exception:  # noqa: BLE001
                 name = None
         if not name:
@@ -1452,7 +1470,7 @@ def _declared_charset(root: Message) -> str | None:
             if resolve_charset(label):
                 return label
         if isinstance(payload, list):
-            stack.extend(reversed(payload))
+            stack.extend(reversed(cast("list[Message]", payload)))  # a multipart's parts
     return None
 
 
