@@ -34,7 +34,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar, cast
 from urllib.parse import urlencode
 
 import requests
@@ -262,7 +262,7 @@ class RefreshingTokenSource:
             if newer is None:
                 self._latch(used, first)
             _logger.info("%s refresh token rotated by another worker; retrying once", self.provider)
-            used = newer  # type: ignore[assignment]
+            used = newer
             try:
                 grant = self._request_typed(used)
             except ReconnectNeeded as second:
@@ -278,7 +278,7 @@ class RefreshingTokenSource:
                 self._save(grant.refresh_token, used)
         return grant.access_token
 
-    def _latch(self, token: str, error: ReconnectNeeded) -> None:
+    def _latch(self, token: str, error: ReconnectNeeded) -> NoReturn:
         self._dead_token, self._dead_error = token, error
         self._access = None
         raise error
@@ -379,7 +379,8 @@ class GoogleTokenSource(RefreshingTokenSource):
         else:
             expires_at = time.time() + 3600
         rotated = creds.refresh_token if creds.refresh_token != refresh_token else None
-        return _Grant(creds.token, expires_at, rotated)
+        # google-auth types the token as optional: refresh() either sets it or raises
+        return _Grant(cast(str, creds.token), expires_at, rotated)
 
 
 def _google_failure(exc: Exception) -> _TokenFailure:
@@ -673,12 +674,13 @@ def exchange_code(
             detail="no refresh_token in the code exchange response",
         )
     email = str(claims.get("email") or claims.get("preferred_username") or claims.get("upn") or "")
-    if not email and (userinfo_uri or default_userinfo):
+    userinfo = userinfo_uri or default_userinfo
+    if not email and userinfo:
         email = _userinfo_email(
-            userinfo_uri or default_userinfo,
+            userinfo,
             tokens["access_token"],
             session,
-            timeout,  # type: ignore[arg-type]
+            timeout,
         )
     return TokenResult(
         access_token=tokens["access_token"],

@@ -255,6 +255,8 @@ def _ehlo_name(smtp: smtplib.SMTP) -> str:
     A bare "localhost" costs spam-score points on some servers; our real host name
     is unknown (and would need a DNS lookup). RFC 5321 §4.1.4 allows the literal.
     """
+    if smtp.sock is None:  # not connected
+        return "localhost"
     try:
         address = smtp.sock.getsockname()[0]
     except (OSError, AttributeError):

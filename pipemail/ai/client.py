@@ -369,6 +369,7 @@ class _Call:
     def run(self) -> Completion:
         with _cache_lock:
             known = _modes.get(self.key)
+        modes: list[str]
         if self.endpoint.schema_mode != "auto":
             modes = [self.endpoint.schema_mode]
         elif known:

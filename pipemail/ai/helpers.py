@@ -123,7 +123,7 @@ def omission_notice(omitted: int, kept: int) -> str:
 def _kind(value: Any) -> PointKind:
     text = str(value or "").strip().lower()
     if text in POINT_KINDS:
-        return text  # type: ignore[return-value]
+        return text
     return _KIND_ALIASES.get(text, "request")
 
 
