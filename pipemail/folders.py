@@ -146,7 +146,7 @@ def classify(rows: Iterable[tuple[Sequence[str], str, str]]) -> FolderMap:
     Pure function: the Gmail and Exchange LIST shapes are tested without those servers.
     """
     infos: list[FolderInfo] = []
-    roles: dict[str, str] = {}
+    roles: dict[Role, str] = {}
     for attrs, delim, name in rows:
         attrs = tuple(attrs)
         role: Role | None = None
@@ -181,9 +181,9 @@ def classify(rows: Iterable[tuple[Sequence[str], str, str]]) -> FolderMap:
         if info.role is None:
             for role, name in roles.items():
                 if name == info.name:
-                    infos[index] = FolderInfo(info.name, info.delimiter, info.attributes, role)  # type: ignore[arg-type]
+                    infos[index] = FolderInfo(info.name, info.delimiter, info.attributes, role)
                     break
-    return FolderMap(folders=infos, roles=roles)
+    return FolderMap(folders=infos, roles={r: n for r, n in roles.items()})  # as dict[str, str]
 
 
 def discover(session: ImapSession) -> FolderMap:

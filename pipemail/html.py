@@ -73,7 +73,10 @@ def body_of(root: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
 
 def to_html(root: lxml.html.HtmlElement) -> str:
     """Serialise a document from :func:`parse_document` as HTML5 text."""
-    return lxml.html.tostring(root, encoding="unicode", method="html", doctype="<!DOCTYPE html>")
+    text: str = lxml.html.tostring(
+        root, encoding="unicode", method="html", doctype="<!DOCTYPE html>"
+    )
+    return text
 
 
 # --- right-to-left detection --------------------------------------------------------

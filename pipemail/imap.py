@@ -1299,7 +1299,7 @@ def _shutdown(client: IMAPClient) -> None:
 
 def retry_delay(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
     """Exponential back-off between reconnect attempts (jitter-free: callers are few)."""
-    return min(cap, base * (2**attempt))
+    return min(cap, base * (2.0**attempt))
 
 
 def sleep(seconds: float) -> None:

@@ -44,6 +44,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from pipemail.errors import ConnectFailed, HostRefused
 
@@ -81,7 +82,7 @@ _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$", re.IGNORECASE)
 # RFC 1123 host name characters after IDNA encoding; anything else is refused.
 _HOSTNAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$", re.I)
 
-Resolver = Callable[..., list[tuple]]
+Resolver = Callable[..., list[tuple[Any, ...]]]
 
 
 def _refuse(reason: str) -> HostRefused:

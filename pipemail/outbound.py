@@ -307,14 +307,16 @@ def check_size(
 # --- MIME building ----------------------------------------------------------------------
 
 
-def _text_part(content: str, subtype: str, policy: email_policy.EmailPolicy) -> MIMEPart:
+def _text_part(
+    content: str, subtype: str, policy: email_policy.EmailPolicy[EmailMessage]
+) -> MIMEPart:
     part = MIMEPart(policy=policy)
     part.set_content(content, subtype=subtype, charset="utf-8", cte="quoted-printable")
     return part
 
 
 def _multipart(
-    subtype: str, parts: Sequence[MIMEPart], policy: email_policy.EmailPolicy
+    subtype: str, parts: Sequence[MIMEPart], policy: email_policy.EmailPolicy[EmailMessage]
 ) -> MIMEPart:
     container = MIMEPart(policy=policy)
     container["Content-Type"] = f"multipart/{subtype}"
@@ -323,7 +325,7 @@ def _multipart(
     return container
 
 
-def _file_part(att: OutgoingAttachment, policy: email_policy.EmailPolicy) -> MIMEPart:
+def _file_part(att: OutgoingAttachment, policy: email_policy.EmailPolicy[EmailMessage]) -> MIMEPart:
     name = check_header_value("attachment name", att.name)
     # A path in a filename is at best noise and at worst a traversal attempt against a
     # careless client: only the last component is sent.

@@ -32,6 +32,7 @@ moves on; a failing SEARCH or FETCH command is never read as "no new mail".
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 import logging
@@ -1052,7 +1053,7 @@ class AccountSync:
                 )
             if ranges:
                 gone.extend(self._stored_in_ranges(name, mb.uidvalidity, ranges))
-                self._forget_filtered(state, lambda uid, gone=ranges: _in_ranges(uid, gone))
+                self._forget_filtered(state, functools.partial(_in_ranges, ranges=ranges))
             done += len(found)
             self._progress(name, "flags", done, None)
             start = end + 1

@@ -366,7 +366,7 @@ MICROSOFT_MAIL_NETWORKS = (
 )
 """Exchange Online Protection (published in ``spf.protection.outlook.com``): Safe
 Links and link previews fetch from here on delivery."""
-SCANNER_NETWORKS: tuple[tuple[ipaddress.IPv4Network, str], ...] = (
+SCANNER_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
     (_NETS("148.163.128.0/19"), "Proofpoint"),
     (_NETS("67.231.144.0/20"), "Proofpoint"),
     (_NETS("205.139.110.0/24"), "Mimecast"),
@@ -428,7 +428,10 @@ def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return ip
 
 
-def _in(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None, nets: Iterable) -> bool:
+def _in(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> bool:
     return ip is not None and any(ip.version == net.version and ip in net for net in nets)
 
 
@@ -556,7 +559,7 @@ def classify_click(
     if reason:
         return True, reason
     event_at = _utc(event_at)
-    links = {link} if link is not None else set()
+    links: set[int | None] = {link} if link is not None else set()
     for e in recent_events:
         if (
             e.kind == KIND_CLICK
