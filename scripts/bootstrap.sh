@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/python.sh
 
-DEPS="import pipemail, imapclient, msal, google.auth, lxml, openai, aiosmtpd, hypothesis, pytest, ruff, pylint_odoo"
+DEPS="import pipemail, imapclient, msal, google.auth, lxml, openai, aiosmtpd, hypothesis, pytest, ruff, pylint_odoo, mypy"
 # pip works and may install here: a virtual environment, or an interpreter not marked
 # EXTERNALLY-MANAGED.
 PIP_OK='import os, sys, sysconfig, pip

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Ruff lint and format check over the whole repository (configuration in pyproject.toml),
-# then pylint-odoo's mandatory checks over the addons.
+# Ruff lint and format check over the whole repository, mypy (strict) over the engine
+# pipemail/ (configuration of both in pyproject.toml), then pylint-odoo's mandatory
+# checks over the addons. .pre-commit-config.yaml runs the same commands.
 # scripts/lint.sh --fix rewrites what ruff can fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,5 +13,6 @@ else
   "$PY" -m ruff check --output-format concise .
   "$PY" -m ruff format --check .
 fi
+"$PY" -m mypy  # files and options: [tool.mypy] in pyproject.toml
 # pylint-odoo's mandatory checks over the addons (.pylintrc-mandatory)
 "$PY" -m pylint --rcfile=.pylintrc-mandatory pipemail_sync pipemail_ai pipemail_campaigns
