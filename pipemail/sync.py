@@ -50,15 +50,8 @@ from pipemail.errors import (
     PipemailError,
     ProtocolError,
 )
-from pipemail.imap import (
-    FLAG_WINDOW,
-    FetchedMessage,
-    FolderMissing,
-    ImapSession,
-    Mailbox,
-    parse_uid_set,
-    retry_delay,
-)
+from pipemail.imap import FLAG_WINDOW, FolderMissing, ImapSession, retry_delay
+from pipemail.imap_parse import FetchedMessage, Mailbox, parse_uid_set
 from pipemail.mime import message_key, parse_message
 from pipemail.types import (
     AccountConfig,

@@ -37,7 +37,8 @@ from pipemail.errors import (
     ProtocolError,
 )
 from pipemail.folders import FolderMap, discover
-from pipemail.imap import FetchedMessage, FolderMissing, ImapSession, Mailbox
+from pipemail.imap import FolderMissing, ImapSession
+from pipemail.imap_parse import FetchedMessage, Mailbox
 from pipemail.mime import message_key, parse_message
 from pipemail.types import (
     AccountConfig,

@@ -22,14 +22,8 @@ from pipemail.errors import (
     TLSFailed,
 )
 from pipemail.folders import classify, default_sync_folders
-from pipemail.imap import (
-    AUTH_MESSAGE,
-    ImapSession,
-    fetched_from_response,
-    parse_copyuid,
-    parse_uid_set,
-    uid_set,
-)
+from pipemail.imap import AUTH_MESSAGE, ImapSession
+from pipemail.imap_parse import fetched_from_response, parse_copyuid, parse_uid_set, uid_set
 from pipemail.types import AccountConfig, OAuth2Auth, PasswordAuth, ServerConfig
 
 
@@ -427,7 +421,7 @@ def _imapclient_view(data):
 
 
 def _fast_view(data):
-    from pipemail.imap import fast_parse_fetch
+    from pipemail.imap_parse import fast_parse_fetch
 
     return fast_parse_fetch(data)
 
@@ -474,7 +468,7 @@ def test_fast_fetch_parser_gmail_shapes():
 
 
 def test_fast_fetch_parser_declines_what_it_does_not_know():
-    from pipemail.imap import _Unparsable, fast_parse_fetch
+    from pipemail.imap_parse import _Unparsable, fast_parse_fetch
 
     with pytest.raises(_Unparsable):
         fast_parse_fetch([b"1 (UID 1 FLAGS (\\Seen)"])  # unterminated
