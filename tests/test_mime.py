@@ -488,7 +488,7 @@ def test_good_addresses_kept_where_python_parses_strictly(monkeypatch: pytest.Mo
     ``strict=False``; emulated here so the test means the same on every Python."""
     import email.utils
 
-    from pipemail import mime
+    from pipemail import headers
 
     lenient = email.utils.getaddresses
 
@@ -496,6 +496,6 @@ def test_good_addresses_kept_where_python_parses_strictly(monkeypatch: pytest.Mo
         return [("", "")] if strict else lenient(values)
 
     monkeypatch.setattr(email.utils, "getaddresses", strict_by_default)
-    monkeypatch.setattr(mime, "_GETADDRESSES_STRICT", True)
+    monkeypatch.setattr(headers, "_GETADDRESSES_STRICT", True)
     p = parse_message(msg("From: nobody\nTo: , ;, <>, good@example.com, @@, Ann <ann@example.com>"))
     assert [a.email for a in p.to] == ["good@example.com", "ann@example.com"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import pipemail.headers as headers
 import pipemail.mime as mime
 from pipemail.mime import parse_addresses, parse_message
 from pipemail.store import JsonlStore
@@ -354,7 +355,7 @@ def test_address_parser_failure_is_flagged(monkeypatch: pytest.MonkeyPatch) -> N
     def too_deep(values: list[str]) -> list[tuple[str, str]]:
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(mime, "getaddresses", too_deep)
+    monkeypatch.setattr(headers, "getaddresses", too_deep)
     raw = build("From: ann@example.com\nTo: Bob (work) <bob@example.org>\nSubject: x")
     p = parse_message(raw)
     assert_flagged(p, raw)
