@@ -28,6 +28,7 @@ from datetime import date
 from pathlib import Path
 from typing import TextIO
 
+from pipemail.check import CheckReport, check_account
 from pipemail.errors import AuthFailed, ConfigError, ConnectFailed, PipemailError, ReconnectNeeded
 from pipemail.oauth import (
     GOOGLE_TOKEN_URI,
@@ -38,7 +39,7 @@ from pipemail.oauth import (
     RefreshTokenSaver,
 )
 from pipemail.store import JsonlStore, MemoryStore
-from pipemail.sync import CheckReport, Progress, SyncReport, check_account, sync_account
+from pipemail.sync import Progress, SyncReport, sync_account
 from pipemail.types import AccountConfig, Auth, OAuth2Auth, PasswordAuth, ServerConfig
 
 EXIT_OK = 0

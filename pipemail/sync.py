@@ -31,8 +31,6 @@ moves on; a failing SEARCH or FETCH command is never read as "no new mail".
 
 from __future__ import annotations
 
-import bisect
-import functools
 import hashlib
 import json
 import logging
@@ -43,19 +41,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipemail import folders as folders_mod
-from pipemail import writeback
+from pipemail import sync_flags, writeback
 from pipemail.errors import (
     AuthFailed,
     ConnectionLost,
     PipemailError,
     ProtocolError,
 )
-from pipemail.imap import FLAG_WINDOW, FolderMissing, ImapSession, retry_delay
+from pipemail.imap import FolderMissing, ImapSession, retry_delay
 from pipemail.imap_parse import FetchedMessage, Mailbox, parse_uid_set
 from pipemail.mime import message_key, parse_message
 from pipemail.types import (
     AccountConfig,
-    FlagChange,
     FolderState,
     Location,
     ParsedMessage,
@@ -71,8 +68,6 @@ FETCH_BUDGET = 24 * 1024 * 1024
 """Bytes of message bodies asked for in one FETCH: bounds memory whatever the sizes."""
 SIZE_GROUP = 1000
 """UIDs whose sizes are asked for in one FETCH when planning body fetches."""
-FLAG_BATCH = 5000
-"""Flag changes / vanished locations per store.apply in pass 2."""
 MAX_ISOLATION_RECONNECTS = 40
 """Reconnects spent finding messages that make the server drop the connection."""
 QUARANTINE_RETRIES = 3
@@ -327,10 +322,6 @@ def _compact(uids: Iterable[int], *, limit: int | None = None) -> tuple[str, int
         dropped = len(ranges) - limit
         ranges = ranges[dropped:]
     return ",".join(f"{a}:{b}" if b != a else str(a) for a, b in ranges), dropped
-
-
-def _in_ranges(uid: int, ranges: Sequence[tuple[int, int]]) -> bool:
-    return any(lo <= uid <= hi for lo, hi in ranges)
 
 
 def _uids_of(text: Any) -> set[int]:
@@ -969,187 +960,6 @@ class AccountSync:
 
     # ------------------------------------------------------------ pass 2
 
-    def pass_flags(self, name: str) -> bool:
-        state = self.store.load_state(self.account, name)
-        if state is None or not state.uidvalidity:
-            return False
-        selected = self._select(name)
-        if selected is None:
-            return False
-        _server_name, mb = selected
-        if mb.uidvalidity != state.uidvalidity:
-            return False  # the next run resets the folder
-        fr = self.report.folder(name)
-        # From UID 1, not from backfill_low: while a widened history window is being
-        # scanned again, rows below backfill_low are stored and their changes count.
-        low = 1
-        high = state.uidnext - 1
-        changes: list[FlagChange] = []
-        gone: list[Location] = []
-        gmail = self.s.is_gmail
-        have_modseq = mb.highestmodseq is not None and state.highestmodseq is not None
-        if high >= low:
-            if have_modseq and self.s.qresync and not gmail:
-                if mb.highestmodseq != state.highestmodseq:
-                    self._changed_since(name, mb, state, low, high, changes, gone, vanished=True)
-            elif have_modseq:
-                if mb.highestmodseq != state.highestmodseq:
-                    self._changed_since(name, mb, state, low, high, changes, gone, vanished=False)
-                self._vanished_by_search(name, mb, state, low, high, gone)
-            else:
-                self._vanished_by_search(name, mb, state, low, high, gone)
-                full = (state.highestmodseq is None and mb.highestmodseq is not None) or (
-                    self.now() - state.last_reconcile >= self.config.reconcile_interval
-                )
-                self._flags_by_diff(name, mb, full=full, changes=changes, gone=gone)
-                if full:
-                    self._fetch_gaps(name, mb, state, high)
-                if full and not self.report.stopped:  # stopped: the next run reconciles
-                    state.last_reconcile = self.now()
-                    fr.reconciled = True
-        state.highestmodseq = mb.highestmodseq
-        self._apply_changes(name, state, changes, gone)
-        return True
-
-    def _changed_since(
-        self,
-        name: str,
-        mb: Mailbox,
-        state: FolderState,
-        low: int,
-        high: int,
-        changes: list[FlagChange],
-        gone: list[Location],
-        *,
-        vanished: bool,
-    ) -> None:
-        assert state.highestmodseq is not None
-        gmail = self.s.is_gmail
-        start = low
-        done = 0
-        while start <= high:
-            end = min(high, start + FLAG_WINDOW - 1)
-            found, ranges = self.s.fetch_flags(
-                f"{start}:{end}",
-                changedsince=state.highestmodseq,
-                vanished=vanished,
-                labels=gmail,
-            )
-            stored = self.store.stored_flags(self.account, name, mb.uidvalidity, found.keys())
-            for uid, fs in sorted(found.items()):
-                if uid not in stored:
-                    continue
-                if stored[uid] == fs.flags and not (gmail and fs.labels is not None):
-                    continue
-                changes.append(
-                    FlagChange(Location(name, mb.uidvalidity, uid), fs.flags, fs.modseq, fs.labels)
-                )
-            if ranges:
-                gone.extend(self._stored_in_ranges(name, mb.uidvalidity, ranges))
-                self._forget_filtered(state, functools.partial(_in_ranges, ranges=ranges))
-            done += len(found)
-            self._progress(name, "flags", done, None)
-            start = end + 1
-
-    def _stored_in_ranges(
-        self, name: str, uidvalidity: int, ranges: Iterable[tuple[int, int]]
-    ) -> list[Location]:
-        stored = sorted(self.store.stored_uids(self.account, name, uidvalidity))
-        out: list[Location] = []
-        seen: set[int] = set()
-        for lo, hi in ranges:
-            i = bisect.bisect_left(stored, lo)
-            while i < len(stored) and stored[i] <= hi:
-                if stored[i] not in seen:
-                    seen.add(stored[i])
-                    out.append(Location(name, uidvalidity, stored[i]))
-                i += 1
-        return out
-
-    def _vanished_by_search(
-        self,
-        name: str,
-        mb: Mailbox,
-        state: FolderState,
-        low: int,
-        high: int,
-        gone: list[Location],
-    ) -> None:
-        """Stored UIDs the server no longer lists (windowed UID SEARCH, no CONDSTORE);
-        filtered UIDs it no longer lists leave the state's list."""
-        stored = sorted(self.store.stored_uids(self.account, name, mb.uidvalidity))
-        filtered = self._filtered_uids(state)
-        if not stored and not filtered:
-            return
-        already = {loc.uid for loc in gone}
-        listed: set[int] = set()
-        for lo, hi, uids in self.s.search_uids(low, high):
-            if filtered:
-                listed.update(uids)
-            i = bisect.bisect_left(stored, lo)
-            j = bisect.bisect_right(stored, hi)
-            if i == j:
-                continue
-            present = set(uids)
-            for uid in stored[i:j]:
-                if uid not in present and uid not in already:
-                    gone.append(Location(name, mb.uidvalidity, uid))
-        if filtered:
-            self._forget_filtered(state, lambda uid: low <= uid <= high and uid not in listed)
-
-    def _flags_by_diff(
-        self,
-        name: str,
-        mb: Mailbox,
-        *,
-        full: bool,
-        changes: list[FlagChange],
-        gone: list[Location],
-    ) -> None:
-        """Compare FLAGS with the store: the newest messages every time, all of them
-        on a full reconciliation (servers without CONDSTORE cannot say what changed)."""
-        stored = sorted(self.store.stored_uids(self.account, name, mb.uidvalidity))
-        if not full:
-            stored = stored[-max(1, self.config.recent_window) :]
-        vanished = {loc.uid for loc in gone}
-        stored = [u for u in stored if u not in vanished]
-        done = 0
-        for start in range(0, len(stored), FLAG_BATCH):
-            group = stored[start : start + FLAG_BATCH]
-            found, _ranges = self.s.fetch_flags(group, labels=self.s.is_gmail)
-            known = self.store.stored_flags(self.account, name, mb.uidvalidity, group)
-            for uid in group:
-                fs = found.get(uid)
-                if fs is None:
-                    continue  # expunged since the SEARCH: the next run sees it
-                if known.get(uid) != fs.flags or fs.labels is not None:
-                    changes.append(
-                        FlagChange(
-                            Location(name, mb.uidvalidity, uid), fs.flags, fs.modseq, fs.labels
-                        )
-                    )
-            done += len(group)
-            self._progress(name, "flags", done, len(stored))
-
-    def _fetch_gaps(self, name: str, mb: Mailbox, state: FolderState, high: int) -> None:
-        """Full reconciliation without CONDSTORE: fetch server UIDs below the cursor that
-        were never stored (Exchange can make UID N visible after N+1 was fetched, so the
-        cursor moved past N). Only within the history window, as the backfill sees it:
-        from ``backfill_low`` while a backfill runs, INTERNALDATE SINCE ``state.since``.
-        Quarantined UIDs are left to their retries; ``uidnext`` is not touched.
-
-        UIDs the filters dropped are listed in the state and not fetched again.
-        """
-        low = state.backfill_low if state.backfill_low is not None else 1
-        criteria: list[Any] = ["SINCE", state.since] if state.since else []
-        known = set(self.store.stored_uids(self.account, name, mb.uidvalidity))
-        known.update(int(u) for u in state.extra.get("quarantine") or {})
-        known |= self._filtered_uids(state, recheck=True)
-        missing: list[int] = []
-        for _lo, _hi, uids in self.s.search_uids(low, high, criteria):
-            missing.extend(u for u in uids if u not in known)
-        self._fetch_below_cursor(name, mb, state, missing, phase="gaps")
-
     def _fetch_below_cursor(
         self, name: str, mb: Mailbox, state: FolderState, uids: list[int], *, phase: str
     ) -> bool:
@@ -1164,29 +974,9 @@ class AccountSync:
             self._progress(name, phase, done, len(uids))
         return True
 
-    def _apply_changes(
-        self, name: str, state: FolderState, changes: list[FlagChange], gone: list[Location]
-    ) -> None:
-        fr = self.report.folder(name)
-        fr.flag_changes += len(changes)
-        fr.vanished += len(gone)
-        # Intermediate batches keep the old cursor; only the last one advances it.
-        old = self.store.load_state(self.account, name) or state
-        while len(changes) > FLAG_BATCH or len(gone) > FLAG_BATCH:
-            part_c, changes = changes[:FLAG_BATCH], changes[FLAG_BATCH:]
-            part_g, gone = gone[:FLAG_BATCH], gone[FLAG_BATCH:]
-            self._apply(
-                SyncBatch(self.account, name, state=old, flag_changes=part_c, vanished=part_g)
-            )
-        self._apply(
-            SyncBatch(
-                self.account,
-                name,
-                state=self._state_copy(state),
-                flag_changes=changes,
-                vanished=gone,
-            )
-        )
+    def pass_flags(self, name: str) -> bool:
+        """Pass 2 on one folder: flag changes and expunges (:mod:`pipemail.sync_flags`)."""
+        return sync_flags.pass_flags(self, name)
 
 
 # ---------------------------------------------------------------- entry points
@@ -1252,104 +1042,3 @@ def sync_account(
                 time.sleep(delay)
     finally:
         report.duration = time.monotonic() - started
-
-
-@dataclass
-class FolderCheck:
-    name: str
-    role: str | None
-    attributes: tuple[str, ...]
-    selectable: bool
-    messages: int | None = None
-    unseen: int | None = None
-    uidnext: int | None = None
-    uidvalidity: int | None = None
-    highestmodseq: int | None = None
-    error: str = ""
-
-
-@dataclass
-class CheckReport:
-    """What "Test connection" shows: the server, its features, folders and counts."""
-
-    host: str
-    port: int
-    security: str
-    tls: str
-    greeting: str
-    capabilities: list[str]
-    strategy: str
-    gmail: bool
-    folders: list[FolderCheck]
-    roles: dict[str, str]
-    sync_folders: list[str]
-    login_seconds: float
-    notes: list[str] = field(default_factory=list)
-
-
-def check_account(config: AccountConfig, *, max_folders: int = 200) -> CheckReport:
-    """Connect, log in, list folders with counts, and say which strategy sync would use.
-
-    Raises the same typed errors as :func:`sync_account` for a server we cannot use.
-    """
-    started = time.monotonic()
-    with ImapSession.open(config) as s:
-        login_seconds = time.monotonic() - started
-        fmap = folders_mod.discover(s)
-        checks: list[FolderCheck] = []
-        notes: list[str] = []
-        items = ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY"]
-        if s.condstore:
-            items.append("HIGHESTMODSEQ")
-        for info in fmap.folders[:max_folders]:
-            check = FolderCheck(
-                name=info.name,
-                role=info.role,
-                attributes=info.attributes,
-                selectable=info.selectable,
-            )
-            if info.selectable:
-                try:
-                    st = s.status(info.name, items)
-                    check.messages = st.get("MESSAGES")
-                    check.unseen = st.get("UNSEEN")
-                    check.uidnext = st.get("UIDNEXT")
-                    check.uidvalidity = st.get("UIDVALIDITY")
-                    check.highestmodseq = st.get("HIGHESTMODSEQ")
-                except (ConnectionLost, AuthFailed):
-                    raise
-                except PipemailError as exc:
-                    check.error = str(exc)
-            checks.append(check)
-        if len(fmap.folders) > max_folders:
-            notes.append(f"Only the first {max_folders} of {len(fmap.folders)} folders are shown.")
-        sync = choose_folders(config, s, fmap)
-        if config.imap.security == "none":
-            notes.append("No encryption: the password and the mail cross the network in clear.")
-        elif not config.imap.verify_tls:
-            notes.append("The server certificate is not verified (insecure setting).")
-        if not s.has("UIDPLUS"):
-            notes.append("No UIDPLUS: moved messages are found again by the next sync.")
-        if not s.has("MOVE"):
-            notes.append("No MOVE: archive and delete copy the message, then expunge it alone.")
-        if not s.condstore:
-            notes.append(
-                "No CONDSTORE: flag changes are found by comparing flags, the newest "
-                f"{config.recent_window} messages each sync and every message every "
-                f"{config.reconcile_interval / 3600:g} h."
-            )
-        return CheckReport(
-            host=config.imap.host,
-            port=config.imap.port,
-            security=config.imap.security,
-            tls=s.info.tls,
-            greeting=s.info.greeting,
-            capabilities=sorted(s.capabilities),
-            strategy=strategy_name(s),
-            gmail=s.is_gmail,
-            folders=checks,
-            roles=dict(fmap.roles),
-            sync_folders=sync,
-            login_seconds=login_seconds,
-            notes=notes,
-        )

@@ -16,13 +16,13 @@ import threading
 import pytest
 
 from pipemail import sync as sync_mod
+from pipemail.check import check_account
 from pipemail.errors import ConnectionLost
 from pipemail.store import MemoryStore
 from pipemail.sync import (
     STRATEGY_QRESYNC,
     STRATEGY_UIDDIFF,
     Progress,
-    check_account,
     sync_account,
 )
 from pipemail.types import AccountConfig, Location, PasswordAuth, ServerConfig, SyncBatch
