@@ -91,6 +91,31 @@ WELL_KNOWN: dict[Role, tuple[str, ...]] = {
 }
 
 
+_WELL_KNOWN_ROLE: dict[str, Role] = {
+    name: role for role, names in WELL_KNOWN.items() for name in reversed(names)
+}
+
+
+def role_for(value: str | None, *, delimiter: str = "/") -> Role | None:
+    """The role a folder name or a special-use attribute stands for, or ``None``.
+
+    ``"\\Sent"`` → ``sent`` (RFC 6154 / XLIST attribute), ``"INBOX"`` → ``inbox``,
+    ``"Gesendete Elemente"`` or ``"INBOX.Sent"`` → ``sent`` (the well-known names, in
+    every language the table has, full name or last segment after ``delimiter``).
+    The table :func:`classify` uses, for callers that only have a name.
+    """
+    text = (value or "").strip().lower()
+    if not text:
+        return None
+    if text.startswith("\\"):
+        return ROLE_ATTRIBUTES.get(text)
+    if text == "inbox":
+        return "inbox"
+    if text in _WELL_KNOWN_ROLE:
+        return _WELL_KNOWN_ROLE[text]
+    return _WELL_KNOWN_ROLE.get(text.rsplit(delimiter, 1)[-1]) if delimiter else None
+
+
 @dataclass(frozen=True)
 class FolderInfo:
     name: str

@@ -169,6 +169,22 @@ def mark_direction(html: str) -> str:
     return to_html(root)
 
 
+def mark_fragment(html: str) -> tuple[str, Direction]:
+    """``(html, direction)``: right-to-left paragraphs of a fragment marked with ``dir``.
+
+    Stored bodies are fragments (the sanitizer drops ``<html>``/``<body>``), so a
+    right-to-left document keeps its direction on a wrapping ``<div dir="rtl">``.
+    """
+    root = parse_document(html or "")
+    direction = mark_direction_tree(root) or "ltr"
+    body = body_of(root)
+    body.tag = "div"
+    out = lxml.html.tostring(body, encoding="unicode", method="html")
+    if not body.attrib and out.startswith("<div>") and out.endswith("</div>"):
+        out = out[len("<div>") : -len("</div>")]
+    return out, direction
+
+
 # --- plain-text rendering -------------------------------------------------------------
 
 

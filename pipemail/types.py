@@ -16,6 +16,9 @@ from typing import Any, Literal, Protocol, runtime_checkable
 Provider = Literal["imap", "gmail", "microsoft"]
 Security = Literal["ssl", "starttls", "none"]
 
+_NAME_SPECIALS = frozenset(',;<>@"()[]:\\')
+"""Characters that make a display name need quotes (RFC 5322 specials)."""
+
 
 @dataclass(frozen=True)
 class Address:
@@ -29,7 +32,16 @@ class Address:
         return self.email.rpartition("@")[2]
 
     def __str__(self) -> str:
-        return f"{self.name} <{self.email}>" if self.name else self.email
+        """``Name <email>``, the name quoted when it holds a comma or another special
+        (``"Doe, Bob" <bob@acme.example>``), so that the text reads back as this one
+        address; just the address when there is no name or the name is the address."""
+        email = self.email.strip()
+        name = " ".join(self.name.split())
+        if not name or name.lower() == email.lower():
+            return email
+        if any(c in _NAME_SPECIALS for c in name):
+            name = '"{}"'.format(name.replace("\\", "\\\\").replace('"', '\\"'))
+        return f"{name} <{email}>"
 
 
 @dataclass

@@ -10,17 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from odoo.exceptions import UserError
+
+from pipemail.folders import role_for
+from pipemail.headers import (  # noqa: F401 - re-exported for the models
+    RecipientError,
+    format_address,
+    join_addresses,
+    parse_recipients,
+)
+from pipemail.html import mark_fragment  # noqa: F401 - re-exported for the models
 from pipemail.netguard import check_host  # noqa: F401 - re-exported for the models
 
-ROLE_ALIASES = {
-    "\\inbox": "inbox",
-    "\\sent": "sent",
-    "\\archive": "archive",
-    "\\trash": "trash",
-    "\\all": "all",
-    "\\junk": "junk",
-    "\\drafts": "drafts",
-}
 ROLES = {"inbox", "sent", "archive", "trash", "all", "junk", "drafts", "other"}
 
 
@@ -39,20 +40,19 @@ class SyncResult:
     raw: Any = None
 
 
-def _role(value: Any) -> str:
-    if not value:
-        return "other"
-    text = str(getattr(value, "value", value)).lower()
-    text = ROLE_ALIASES.get(text, text.lstrip("\\"))
-    return text if text in ROLES else "other"
+def folder_role(value: Any, *, delimiter: str = "/") -> str:
+    """The pipemail.folder role for an engine role, a special-use attribute or a folder
+    name (the engine's multilingual table, :func:`pipemail.folders.role_for`)."""
+    role = role_for(str(getattr(value, "value", value) or ""), delimiter=delimiter)
+    return role if role in ROLES else "other"
 
 
 def check_account(config) -> CheckResult:
     """Connect, log in, list folders; raise a typed engine error on failure."""
-    from pipemail import sync
+    from pipemail import check
 
-    report = sync.check_account(config)
-    folders = {f.name: _role(f.role) for f in report.folders if f.selectable}
+    report = check.check_account(config)
+    folders = {f.name: folder_role(f.role) for f in report.folders if f.selectable}
     inbox = next((f for f in report.folders if f.role == "inbox"), None)
     parts = [f"Logged in to {report.host} ({report.tls or 'no encryption'})."]
     if inbox is not None and inbox.messages is not None:
@@ -76,3 +76,18 @@ def sync_account(config, store, *, progress=None, stop=None) -> SyncResult:
     for error in report.errors[:3]:
         words.append(f"{error.folder}: {error.message}")
     return SyncResult(backlog=0, error_summary=" ".join(words), raw=report)
+
+
+def parse_addresses(env, text, strict=True):
+    """The engine's :func:`~pipemail.headers.parse_recipients`, its refusal turned into
+    a UserError in the user's language."""
+    try:
+        return parse_recipients(text, strict=strict)
+    except RecipientError as exc:
+        if exc.address:
+            raise UserError(
+                env._("“%(address)s” is not a valid email address.", address=exc.address)
+            ) from None
+        raise UserError(
+            env._("An address field contains a line break or a control character; remove it.")
+        ) from None

@@ -516,3 +516,24 @@ def test_connection_dropped_during_login_is_not_a_wrong_password() -> None:
     finally:
         thread.join(timeout=5)
         listener.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [
+        ("\\Sent", "sent"),
+        ("INBOX", "inbox"),
+        ("Gesendete Elemente", "sent"),
+        ("INBOX.Trash", "trash"),
+        ("Éléments supprimés", "trash"),
+        ("[Gmail]/All Mail", "all"),
+        ("Projects/Acme", None),
+        ("", None),
+    ],
+)
+def test_folder_role_from_a_name(name: str, role: str | None) -> None:
+    """The one role table (pipemail.folders) answers for a bare name as well; the Odoo
+    store uses it for folders it meets before a connection check listed them."""
+    from pipemail.folders import role_for
+
+    assert role_for(name) == role

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from pipemail.headers import RecipientError, format_address, join_addresses, parse_recipients
 from pipemail.mime import (
     MAX_PARTS,
     MAX_REFERENCES,
@@ -18,6 +19,7 @@ from pipemail.mime import (
     parse_message,
 )
 from pipemail.text import decode_bytes, html_to_text, make_snippet
+from pipemail.types import Address
 
 
 def msg(headers: str, body: str | bytes = "hello\n") -> bytes:
@@ -499,3 +501,43 @@ def test_good_addresses_kept_where_python_parses_strictly(monkeypatch: pytest.Mo
     monkeypatch.setattr(headers, "_GETADDRESSES_STRICT", True)
     p = parse_message(msg("From: nobody\nTo: , ;, <>, good@example.com, @@, Ann <ann@example.com>"))
     assert [a.email for a in p.to] == ["good@example.com", "ann@example.com"]
+
+
+# --------------------------------------------------------------- addresses a person types
+
+
+@pytest.mark.parametrize(
+    ("address", "printed"),
+    [
+        (Address("bob@acme.example", "Doe, Bob"), '"Doe, Bob" <bob@acme.example>'),
+        (Address("x@y.example", 'Eve "E" <x>'), '"Eve \\"E\\" <x>" <x@y.example>'),
+        (Address("ann@acme.example", "Ann  Lee"), "Ann Lee <ann@acme.example>"),
+        (Address("ann@acme.example", "ANN@acme.example"), "ann@acme.example"),
+        (Address("ann@acme.example"), "ann@acme.example"),
+    ],
+)
+def test_address_prints_as_one_address(address: Address, printed: str) -> None:
+    """What an Address prints reads back as that one address (synced and sent To/Cc
+    fields are written this way)."""
+    assert str(address) == printed
+    read_back = parse_recipients(printed)
+    assert [a.email for a in read_back] == [address.email]
+    if "<" in printed:
+        assert read_back[0].name == " ".join(address.name.split())
+
+
+def test_recipients_typed_by_a_person() -> None:
+    typed = '"Doe, Bob" <bob@ACME.example>; carol@acme.example, Bob <BOB@acme.example>, '
+    assert parse_recipients(typed) == [
+        Address("bob@acme.example", "Doe, Bob"),
+        Address("carol@acme.example"),
+    ]
+    assert (
+        join_addresses(parse_recipients(typed))
+        == '"Doe, Bob" <bob@acme.example>, carol@acme.example'
+    )
+    for bad in ("junk", "a@b\nBcc: c@d", "x y@z.example"):
+        with pytest.raises(RecipientError):
+            parse_recipients(bad)
+    assert parse_recipients("junk, x@y.example", strict=False) == [Address("x@y.example")]
+    assert format_address(" ann@acme.example ", "Lee, Ann") == '"Lee, Ann" <ann@acme.example>'

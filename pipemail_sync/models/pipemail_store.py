@@ -31,24 +31,10 @@ from pipemail.types import (
     WriteResult,
 )
 
+from ..engine import folder_role, join_addresses
+
 _logger = logging.getLogger(__name__)
 
-ROLE_BY_NAME = {
-    "inbox": "inbox",
-    "sent": "sent",
-    "sent items": "sent",
-    "sent messages": "sent",
-    "sent mail": "sent",
-    "[gmail]/sent mail": "sent",
-    "archive": "archive",
-    "trash": "trash",
-    "deleted items": "trash",
-    "[gmail]/trash": "trash",
-    "[gmail]/all mail": "all",
-    "junk": "junk",
-    "spam": "junk",
-    "drafts": "drafts",
-}
 _CID = re.compile(r"""(src\s*=\s*["'])cid:([^"'>\s]+)(["'])""", re.IGNORECASE)
 
 
@@ -61,7 +47,7 @@ def _utc_naive(value):
 
 
 def _addresses(addresses) -> str:
-    return ", ".join(str(a) for a in addresses if a and a.email)
+    return join_addresses(a for a in addresses if a and a.email)
 
 
 class OrmThreadLookup:
@@ -166,7 +152,7 @@ class OdooStore:
                     {
                         "account_id": self.account.id,
                         "name": name,
-                        "role": ROLE_BY_NAME.get(name.lower(), "other"),
+                        "role": folder_role(name),
                         "sync": False,
                     }
                 )

@@ -11,8 +11,7 @@ from odoo import Command
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import Form, HttpCase, TransactionCase, new_test_user, tagged
 
-from ..models.pipemail_outbox import mark_fragment, parse_addresses
-from ..wizards.pipemail_compose import format_address
+from ..engine import format_address, mark_fragment, parse_addresses
 
 MARK = "window.top.__pmx=1"
 

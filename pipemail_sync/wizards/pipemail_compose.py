@@ -24,7 +24,7 @@ from pipemail import outbound as pm_outbound
 from pipemail.types import Address
 
 from .. import access
-from ..models.pipemail_outbox import format_address, join_addresses, mark_fragment, parse_addresses
+from ..engine import format_address, join_addresses, mark_fragment, parse_addresses
 
 SOURCE_MODELS = ("crm.lead", "project.project", "res.partner")
 INDIVIDUAL_MODES = ("new", "forward")
