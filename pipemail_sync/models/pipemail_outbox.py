@@ -27,10 +27,8 @@ model keeps the records and decides when to call it.
 import base64
 import json
 import logging
-import re
 from datetime import timedelta
 
-from lxml import html as lxml_html
 from markupsafe import Markup
 
 from odoo import _, api, fields, models, modules
@@ -41,6 +39,7 @@ from pipemail import errors as pm_errors
 from pipemail import html as pm_html
 from pipemail import mime as pm_mime
 from pipemail import outbound as pm_outbound
+from pipemail import send_policy as pm_send_policy
 from pipemail import smtp as pm_smtp
 from pipemail import threads as pm_threads
 from pipemail import tracking as pm_tracking
@@ -49,6 +48,7 @@ from pipemail.text import normalize_subject
 from pipemail.types import Address
 
 from .. import access
+from ..engine import join_addresses, parse_addresses
 from ..notifications import notification
 from .pipemail_tracking import CLICK_PATH, PIXEL_PATH
 
@@ -70,14 +70,8 @@ SENT_COPY = [
     ("done", "Saved"),
     ("failed", "Could Not Save"),
 ]
-BACKOFF = (
-    timedelta(minutes=1),
-    timedelta(minutes=5),
-    timedelta(minutes=15),
-    timedelta(hours=1),
-    timedelta(hours=3),
-)
-MAX_ATTEMPTS = len(BACKOFF) + 1
+BACKOFF = pm_send_policy.BACKOFF
+MAX_ATTEMPTS = pm_send_policy.MAX_ATTEMPTS
 STALE_SENDING = timedelta(minutes=15)
 """A claim older than this belongs to a worker that died mid-send."""
 MAX_COPY_ATTEMPTS = 5
@@ -91,70 +85,6 @@ PROVIDERS_SAVING_SENT = ("gmail", "microsoft")
 """Gmail and Microsoft 365 file what their SMTP sends in Sent themselves; an APPEND
 would make a second copy."""
 PROVIDER_NAMES = {"gmail": "Gmail", "microsoft": "Outlook"}
-_SPECIALS = set(',;<>@"()[]:\\')
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-
-
-def parse_addresses(env, text, strict=True):
-    """``[Address]`` from what a person typed in To/Cc/Bcc (commas, semicolons, names).
-
-    ``strict`` refuses anything that is not an address; otherwise (prefilling from
-    stored headers) such entries are skipped.
-    """
-    if strict and _CONTROL.search(text or ""):
-        raise UserError(
-            env._("An address field contains a line break or a control character; remove it.")
-        )
-    text = (text or "").replace(";", ",")
-    found = []
-    seen = set()
-    for name, email in pm_mime.getaddresses([text]):
-        email = (email or "").strip()
-        if not email:
-            continue
-        local, at, domain = email.rpartition("@")
-        if not at or not local or not domain or " " in email:
-            if not strict:
-                continue
-            raise UserError(env._("“%(address)s” is not a valid email address.", address=email))
-        key = email.lower()
-        if key in seen:
-            continue
-        seen.add(key)
-        found.append(Address(email=f"{local}@{domain.lower()}", name=(name or "").strip()))
-    return found
-
-
-def format_address(email, name=""):
-    """``Name <email>``, the name quoted when it holds a comma or another special, so
-    that the text reads back as the same one address."""
-    email = (email or "").strip()
-    name = " ".join((name or "").split())
-    if not name or name.lower() == email.lower():
-        return email
-    if any(c in _SPECIALS for c in name):
-        name = '"{}"'.format(name.replace("\\", "\\\\").replace('"', '\\"'))
-    return f"{name} <{email}>"
-
-
-def join_addresses(addresses):
-    return ", ".join(format_address(a.email, a.name) for a in addresses)
-
-
-def mark_fragment(html):
-    """``(html, direction)``: right-to-left paragraphs marked with ``dir``.
-
-    Stored bodies are fragments (the sanitizer drops ``<html>``/``<body>``), so a
-    right-to-left document keeps its direction on a wrapping ``<div dir="rtl">``.
-    """
-    root = pm_html.parse_document(html or "")
-    direction = pm_html.mark_direction_tree(root) or "ltr"
-    body = pm_html.body_of(root)
-    body.tag = "div"
-    out = lxml_html.tostring(body, encoding="unicode", method="html")
-    if not body.attrib and out.startswith("<div>") and out.endswith("</div>"):
-        out = out[len("<div>") : -len("</div>")]
-    return out, direction
 
 
 class PipemailOutbox(models.Model):
@@ -478,25 +408,14 @@ class PipemailOutbox(models.Model):
                 attempts=1,
             )
         except UserError as exc:
-            outbox._pipemail_failed(pm_errors.ConfigError(exc.args[0]))
-        except pm_smtp.RecipientsRefused as exc:
-            outbox._pipemail_note_refusals(exc.refused)
-            pending = [a for a, r in exc.refused.items() if r.temporary]
-            if pending:
-                outbox._pipemail_retry_later(exc, pending)
-            elif outbox._pipemail_accepted():
-                outbox._pipemail_done()
-            else:
-                outbox._pipemail_failed(exc)
-        except (pm_errors.SendFailed, pm_errors.ConnectFailed, pm_errors.ConnectionLost) as exc:
-            if getattr(exc, "temporary", True):
-                outbox._pipemail_retry_later(exc, json.loads(outbox.rcpt_pending or "[]"))
-            else:
-                outbox._pipemail_failed(exc)
+            outbox._pipemail_apply_error(pm_errors.ConfigError(exc.args[0]))
         except pm_errors.PipemailError as exc:
-            # sign-in, certificate, host refused, size announced by the server,
-            # unencrypted sign-in: a person has to change something first
-            outbox._pipemail_failed(exc)
+            # a refusal, a "later", or something a person has to change first (sign-in,
+            # certificate, host refused, size announced by the server): the engine's
+            # send policy decides which
+            if isinstance(exc, pm_smtp.RecipientsRefused):
+                outbox._pipemail_note_refusals(exc.refused)
+            outbox._pipemail_apply_error(exc)
         else:
             outbox._pipemail_delivered(result)
         # the outcome is remembered before anything else can fail
@@ -533,46 +452,49 @@ class PipemailOutbox(models.Model):
             getattr(exc, "detail", ""),
         )
 
-    def _pipemail_retry_later(self, exc, pending):
-        self._pipemail_log_error(exc)
-        if self.attempts >= MAX_ATTEMPTS:
-            self._pipemail_failed(
-                exc,
-                prefix=_("Gave up after %(count)s tries.", count=self.attempts),
-                pending=pending,
-            )
-            return
-        wait = BACKOFF[min(self.attempts, len(BACKOFF)) - 1]
-        self.write(
-            {
-                "state": "retry",
-                "rcpt_pending": json.dumps(pending),
-                "next_attempt": fields.Datetime.now() + wait,
-                "last_error": str(exc),
-                "error_code": getattr(exc, "code", "error"),
-                "smtp_code": getattr(exc, "smtp_code", 0) or 0,
-                "sending_since": False,
-            }
+    def _pipemail_apply_error(self, exc):
+        """Record the outcome of an attempt that raised ``exc`` (engine send policy)."""
+        outcome = pm_send_policy.after_error(
+            exc,
+            attempts=self.attempts,
+            pending=json.loads(self.rcpt_pending or "[]"),
+            delivered_before=bool(self._pipemail_accepted()),
         )
+        self._pipemail_apply_outcome(outcome, exc)
 
-    def _pipemail_failed(self, exc, prefix=None, pending=None):
+    def _pipemail_apply_outcome(self, outcome, exc):
+        """Write what :mod:`pipemail.send_policy` decided; ``exc`` says why in words."""
+        if outcome.state == "sent" and not outcome.partial:
+            self._pipemail_done()
+            return
         self._pipemail_log_error(exc)
-        message = str(exc) if not prefix else f"{prefix} {exc}"
         vals = {
-            "state": "failed",
-            "last_error": message,
+            "last_error": str(exc),
             "error_code": getattr(exc, "code", "error"),
             "smtp_code": getattr(exc, "smtp_code", 0) or 0,
-            "next_attempt": False,
             "sending_since": False,
         }
-        if pending is not None:
-            vals["rcpt_pending"] = json.dumps(pending)
-        if self._pipemail_accepted():
+        if outcome.state == "retry":
+            vals.update(
+                state="retry",
+                rcpt_pending=json.dumps(list(outcome.pending)),
+                next_attempt=fields.Datetime.now() + outcome.wait,
+            )
+            self.write(vals)
+            return
+        if outcome.gave_up:
+            vals["last_error"] = "{} {}".format(
+                _("Gave up after %(count)s tries.", count=self.attempts), exc
+            )
+            vals["rcpt_pending"] = json.dumps(list(outcome.pending))
+        vals.update(state="failed", next_attempt=False)
+        if outcome.partial:
             # some recipients have it: the email exists, only those owed are missing
             vals["state"] = "sent"
             vals["rcpt_refused"] = "\n".join(
-                filter(None, [self.rcpt_refused, _("Not delivered: %(why)s", why=message)])
+                filter(
+                    None, [self.rcpt_refused, _("Not delivered: %(why)s", why=vals["last_error"])]
+                )
             )
         self.write(vals)
 
@@ -593,7 +515,10 @@ class PipemailOutbox(models.Model):
         self.write(vals)
         if not self.sent_message_id:
             self._pipemail_create_sent_message()
-        if result.ambiguous:
+        outcome = pm_send_policy.after_result(
+            result, attempts=self.attempts, delivered_before=bool(accepted)
+        )
+        if outcome.state == "uncertain":
             self.write(
                 {
                     "state": "uncertain",
@@ -605,16 +530,15 @@ class PipemailOutbox(models.Model):
                     ),
                 }
             )
-        elif pending:
-            self._pipemail_retry_later(
+        else:
+            owed = ", ".join(outcome.pending)
+            self._pipemail_apply_outcome(
+                outcome,
                 pm_errors.SendFailed(
-                    _("Some recipients will be tried again later: %(who)s", who=", ".join(pending)),
+                    _("Some recipients will be tried again later: %(who)s", who=owed),
                     temporary=True,
                 ),
-                pending,
             )
-        else:
-            self._pipemail_done()
 
     def _pipemail_done(self):
         self.write({"state": "sent", "next_attempt": False, "sending_since": False})
