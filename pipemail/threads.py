@@ -74,6 +74,14 @@ def new_thread_key(msg: ParsedMessage) -> str:
     return key_for_root(chain[0] if chain else msg.message_id)
 
 
+def key_for_new_thread(msg: ParsedMessage, message_key: str) -> str:
+    """Key for a thread started by ``msg`` (:func:`new_thread_key`), and for a message
+    with no Message-ID, which nothing can ever reference, a key of its own built from
+    its storage key (``k:<message key>``), so two such messages never share a thread
+    by accident."""
+    return new_thread_key(msg) if msg.message_id else f"k:{message_key}"
+
+
 def header_evidence(msg: ParsedMessage) -> list[str]:
     """Message-IDs to look up, strongest first: In-Reply-To, References newest first,
     then the message's own id (a copy of it, or a reply to it, may already be stored)."""

@@ -43,7 +43,8 @@ class SyncResult:
 def folder_role(value: Any, *, delimiter: str = "/") -> str:
     """The pipemail.folder role for an engine role, a special-use attribute or a folder
     name (the engine's multilingual table, :func:`pipemail.folders.role_for`)."""
-    role = role_for(str(getattr(value, "value", value) or ""), delimiter=delimiter)
+    text = str(getattr(value, "value", value) or "")
+    role = text if text in ROLES else role_for(text, delimiter=delimiter)
     return role if role in ROLES else "other"
 
 

@@ -41,16 +41,15 @@ from pipemail import mime as pm_mime
 from pipemail import outbound as pm_outbound
 from pipemail import send_policy as pm_send_policy
 from pipemail import smtp as pm_smtp
-from pipemail import threads as pm_threads
 from pipemail import tracking as pm_tracking
 from pipemail import writeback as pm_writeback
-from pipemail.text import normalize_subject
-from pipemail.types import Address
+from pipemail.types import Address, Location, RemoteMessage
 
 from .. import access
 from ..engine import join_addresses, parse_addresses
 from ..notifications import notification
-from .pipemail_tracking import CLICK_PATH, PIXEL_PATH
+from ..routes import CLICK_PATH, PIXEL_PATH
+from .pipemail_store import OdooStore
 
 _logger = logging.getLogger(__name__)
 
@@ -545,27 +544,9 @@ class PipemailOutbox(models.Model):
 
     # ------------------------------------------------------------------ the sent email
 
-    def _pipemail_new_thread(self, parsed):
-        account = self.account_id.sudo()
-        visibility = account.default_visibility
-        if account.kind == "personal" and visibility == "team":
-            visibility = "private"
-        return (
-            self.env["pipemail.thread"]
-            .sudo()
-            .create(
-                {
-                    "account_id": account.id,
-                    "thread_key": pm_threads.new_thread_key(parsed),
-                    "subject": self.subject or False,
-                    "normalized_subject": normalize_subject(self.subject or "") or False,
-                    "visibility": visibility,
-                }
-            )
-        )
-
     def _pipemail_create_sent_message(self):
-        """The email as sent, in its conversation at once, keyed like the sync keys it.
+        """The email as sent, in its conversation at once, written by the store the way
+        the sync writes its Sent copy (:meth:`OdooStore.write_sent`).
 
         Its Message-ID is filed under the conversation, so replies join it by their
         headers, and the Sent-folder copy is matched to it (see
@@ -573,75 +554,27 @@ class PipemailOutbox(models.Model):
         """
         self.ensure_one()
         outbox = self.sudo()
-        account = outbox.account_id
-        parsed = pm_mime.parse_message(outbox._pipemail_raw(), keep_attachment_content=False)
-        thread = outbox.thread_id
-        new_thread = not thread
-        if new_thread:
-            thread = outbox._pipemail_new_thread(parsed)
-        to, cc, _bcc = outbox._pipemail_recipients()
-        sender = outbox._pipemail_sender()
-        emails = list(dict.fromkeys(a.email.lower() for a in [sender, *to, *cc]))
-        Partner = self.env["res.partner"].sudo()
-        partners = Partner.search(
-            [
-                ("email_normalized", "in", emails),
-                ("company_id", "in", [False, account.company_id.id]),
-            ]
+        raw = outbox._pipemail_raw()
+        parsed = pm_mime.parse_message(raw)
+        remote = RemoteMessage(
+            key=pm_mime.message_key(parsed),
+            location=Location(folder="", uidvalidity=0, uid=0),
+            flags=frozenset({"\\Seen"}),
+            parsed=parsed,
+            size=len(raw),
         )
-        author = partners.filtered(lambda p: p.email_normalized == sender.email.lower())[:1]
-        body_text = pm_html.html_to_text(str(outbox.body_html or ""))
-        message = (
-            self.env["pipemail.message"]
-            .sudo()
-            .create(
-                {
-                    "thread_id": thread.id,
-                    "account_id": account.id,
-                    "key": pm_mime.message_key(parsed),
-                    # the parser's spelling, as the sync stores them (no brackets)
-                    "message_id_header": parsed.message_id or False,
-                    "in_reply_to": parsed.in_reply_to or False,
-                    "references": " ".join(parsed.references) or False,
-                    "subject": outbox.subject or False,
-                    "email_from": str(sender),
-                    "email_to": join_addresses(to) or False,
-                    "email_cc": join_addresses(cc) or False,
-                    "participant_emails": ",".join(emails),
-                    "author_partner_id": (author or outbox.user_id.partner_id).id,
-                    "partner_ids": [(6, 0, (partners - author).ids)],
-                    "date": outbox.sent_date or fields.Datetime.now(),
-                    "body_html": outbox.body_html,
-                    "body_text": body_text or False,
-                    "snippet": " ".join(body_text.split())[:200] or False,
-                    "text_direction": outbox.text_direction or False,
-                    "is_read": True,
-                    "direction": "out",
-                    "has_attachments": bool(outbox.attachment_ids),
-                    "size": outbox.size,
-                    "pipemail_outbox_id": outbox.id,
-                }
-            )
+        new_thread = not outbox.thread_id
+        message = OdooStore(self.env, outbox.account_id).write_sent(
+            remote,
+            outbox.thread_id,
+            # the bytes carry the tracking pixel and redirects; the CRM shows the email
+            # as written
+            body_html=outbox.body_html if outbox.tracking else None,
+            extra={"pipemail_outbox_id": outbox.id},
         )
-        for attachment in outbox.attachment_ids:
-            attachment.copy({"res_model": "pipemail.message", "res_id": message.id})
-        ids = [parsed.message_id, *parsed.references, parsed.in_reply_to]
-        ids = [i for i in dict.fromkeys(ids) if i]
-        self.env.cr.execute(
-            SQL(
-                "INSERT INTO pipemail_thread_ref (thread_id, account_id, name)"
-                " SELECT %s, %s, unnest(%s::varchar[])"
-                " ON CONFLICT (account_id, name) DO NOTHING",
-                thread.id,
-                account.id,
-                ids,
-            )
-        )
-        thread._refresh_from_messages()
-        if not thread.active:
-            thread.active = True
+        thread = message.thread_id
         outbox.write({"thread_id": thread.id, "sent_message_id": message.id})
-        if new_thread:
+        if new_thread and thread.message_count == 1:
             outbox._pipemail_link_new_thread(thread)
         return message
 

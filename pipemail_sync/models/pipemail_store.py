@@ -518,9 +518,7 @@ class OdooStore:
         sender = rm.parsed.sender
         if not sender or sender.email not in self.own_emails:
             return None
-        Message = self.env["pipemail.message"]
-        matcher = getattr(Message, "_pipemail_match_sent", None)
-        return matcher(self.account, rm) if matcher else None
+        return self.env["pipemail.message"]._pipemail_match_sent(self.account, rm)
 
     def _store_bulk(self, fresh: Sequence[RemoteMessage]):
         Thread = self.env["pipemail.thread"].with_context(active_test=False)
@@ -536,9 +534,9 @@ class OdooStore:
                 continue
             seen.add(rm.key)
             parsed = rm.parsed
-            key = threads.assign_thread(parsed, owner=owner, lookup=lookup, gm_thrid=rm.gm_thrid)
-            if key is None:
-                key = threads.new_thread_key(parsed) if parsed.message_id else f"k:{rm.key}"
+            key = threads.assign_thread(
+                parsed, owner=owner, lookup=lookup, gm_thrid=rm.gm_thrid
+            ) or threads.key_for_new_thread(parsed, rm.key)
             lookup.record(parsed, key)
             plan.append((rm, key))
             first_of.setdefault(key, rm)
@@ -552,25 +550,7 @@ class OdooStore:
         if missing:
             created = Thread.create([self._thread_vals(k, first_of[k].parsed) for k in missing])
             by_key.update(zip(missing, created, strict=True))
-        ref_threads, ref_names = [], []
-        for rm, key in plan:
-            parsed = rm.parsed
-            for mid in dict.fromkeys([parsed.message_id, *parsed.references, parsed.in_reply_to]):
-                if mid:
-                    ref_threads.append(by_key[key].id)
-                    ref_names.append(mid)
-        if ref_names:
-            # first writer wins: an id already filed under a thread stays there
-            self.cr.execute(
-                SQL(
-                    "INSERT INTO pipemail_thread_ref (thread_id, account_id, name)"
-                    " SELECT t, %s, n FROM unnest(%s::int[], %s::varchar[]) AS x(t, n)"
-                    " ON CONFLICT (account_id, name) DO NOTHING",
-                    self.account.id,
-                    ref_threads,
-                    ref_names,
-                )
-            )
+        self._file_refs([(by_key[key], rm.parsed) for rm, key in plan])
         messages = self.env["pipemail.message"].create(
             [self._message_vals(rm, by_key[key]) for rm, key in plan]
         )
@@ -607,6 +587,9 @@ class OdooStore:
         threads.filtered(lambda t: not t.active).write({"active": True})
 
     def _thread_vals(self, key: str, parsed: ParsedMessage) -> dict:
+        """A new conversation of this mailbox, sent or synced. Its visibility is the
+        mailbox's default, except that a personal mailbox has no team: "team" there
+        means private."""
         visibility = self.account.default_visibility
         if self.account.kind == "personal" and visibility == "team":
             visibility = "private"
@@ -667,8 +650,8 @@ class OdooStore:
         parsed = rm.parsed
         try:
             with self.cr.savepoint():
-                thread = self._new_thread(
-                    f"x:{rm.key}", parsed.subject or "", normalize_subject(parsed.subject or "")
+                thread = self.env["pipemail.thread"].create(
+                    self._thread_vals(f"x:{rm.key}", parsed)
                 )
                 message = self.env["pipemail.message"].create(
                     {
@@ -717,7 +700,17 @@ class OdooStore:
             "email_to": _addresses(parsed.to) or False,
             "email_cc": _addresses(parsed.cc) or False,
             "participant_emails": ",".join(a.email for a in parsed.participants)[:4000] or False,
-            "author_partner_id": self._partner(sender_email).id or False,
+            # mail from the mailbox itself is the owner's, whether or not a contact
+            # carries that address
+            "author_partner_id": (
+                self._partner(sender_email)
+                or (
+                    self.account.user_id.partner_id
+                    if direction == "out"
+                    else self.env["res.partner"]
+                )
+            ).id
+            or False,
             "partner_ids": [(6, 0, sorted(partner_ids))],
             "date": _utc_naive(parsed.date or rm.internaldate) or fields.Datetime.now(),
             # sanitised by the field (html_sanitize) on the way in
@@ -738,6 +731,36 @@ class OdooStore:
         if rm.labels:
             vals["label_ids"] = [(6, 0, [self._label(n).id for n in rm.labels])]
         return vals
+
+    def write_sent(self, rm: RemoteMessage, thread=None, *, body_html=None, extra=None):
+        """A message sent from Odoo, written exactly as the sync writes its Sent copy
+        (same keys, addresses, snippet, visibility, thread references), so the copy
+        the sync meets later is recognised as this row and a test can compare the two.
+
+        ``thread``: the conversation it answers, else found or started by its headers;
+        ``body_html``: the HTML as written, when the bytes sent carry tracking;
+        ``extra``: fields only a sent message has (its outbox row).
+        """
+        parsed = rm.parsed
+        self._load_partners(a.email for a in parsed.participants if a.email)
+        if thread:
+            self._file_refs([(thread, parsed)])
+        else:
+            thread = self._thread_for(rm)
+        vals = self._message_vals(rm, thread)
+        if body_html is not None:
+            vals["body_html"] = body_html
+        vals.update(extra or {})
+        message = self.env["pipemail.message"].create(vals)
+        if parsed.attachments:
+            attachments = self.env["ir.attachment"].create(
+                [self._attachment_vals(message, att) for att in parsed.attachments]
+            )
+            self._rewrite_cids(attachments)
+        thread._refresh_from_messages()
+        if not thread.active:
+            thread.active = True
+        return message
 
     def _create_message(self, rm: RemoteMessage):
         """One message on its own (the slow path, after a bulk write failed)."""
@@ -772,20 +795,6 @@ class OdooStore:
 
     # ------------------------------------------------------------------ threading
 
-    def _new_thread(self, key: str, subject: str, normalized: str):
-        visibility = self.account.default_visibility
-        if self.account.kind == "personal" and visibility == "team":
-            visibility = "private"
-        return self.env["pipemail.thread"].create(
-            {
-                "account_id": self.account.id,
-                "thread_key": key,
-                "subject": subject or False,
-                "normalized_subject": normalized or False,
-                "visibility": visibility,
-            }
-        )
-
     def _bump_thread(self, thread, message) -> None:
         """Keep dates and participants current message by message, so a later message
         of the same batch can join this conversation by subject; the full summary is
@@ -810,33 +819,37 @@ class OdooStore:
         parsed = rm.parsed
         owner = str(self.account.id)
         lookup = OrmThreadLookup(self.env, self.account)
-        key = threads.assign_thread(parsed, owner=owner, lookup=lookup, gm_thrid=rm.gm_thrid)
-        if key is None:
-            key = threads.new_thread_key(parsed) if parsed.message_id else f"k:{rm.key}"
-        thread = (
-            self.env["pipemail.thread"]
-            .with_context(active_test=False)
-            .search([("account_id", "=", self.account.id), ("thread_key", "=", key)])
-        )
+        key = threads.assign_thread(
+            parsed, owner=owner, lookup=lookup, gm_thrid=rm.gm_thrid
+        ) or threads.key_for_new_thread(parsed, rm.key)
+        Thread = self.env["pipemail.thread"].with_context(active_test=False)
+        thread = Thread.search([("account_id", "=", self.account.id), ("thread_key", "=", key)])
         if not thread:
-            thread = self._new_thread(
-                key, parsed.subject or "", normalize_subject(parsed.subject or "")
-            )
-        ids = [parsed.message_id, *parsed.references, parsed.in_reply_to]
-        ids = [i for i in dict.fromkeys(ids) if i]
-        if ids:
-            # first writer wins: an id already filed under a thread stays there
+            thread = Thread.create(self._thread_vals(key, parsed))
+        self._file_refs([(thread, parsed)])
+        return thread
+
+    def _file_refs(self, pairs) -> None:
+        """File each message's Message-ID, References and In-Reply-To under its thread
+        (``pairs``: ``(thread, parsed)``), so replies join it by their headers. First
+        writer wins: an id already filed under a thread stays there."""
+        ref_threads, ref_names = [], []
+        for thread, parsed in pairs:
+            for mid in dict.fromkeys([parsed.message_id, *parsed.references, parsed.in_reply_to]):
+                if mid:
+                    ref_threads.append(thread.id)
+                    ref_names.append(mid)
+        if ref_names:
             self.cr.execute(
                 SQL(
                     "INSERT INTO pipemail_thread_ref (thread_id, account_id, name)"
-                    " SELECT %s, %s, unnest(%s::varchar[])"
+                    " SELECT t, %s, n FROM unnest(%s::int[], %s::varchar[]) AS x(t, n)"
                     " ON CONFLICT (account_id, name) DO NOTHING",
-                    thread.id,
                     self.account.id,
-                    ids,
+                    ref_threads,
+                    ref_names,
                 )
             )
-        return thread
 
     # ------------------------------------------------------------------ after a batch
 

@@ -303,6 +303,64 @@ class TestOutboundSend(PipemailOutboundCase):
         self.sync(self.account)
         self.assertEqual(len(sent.location_ids), 1)
 
+    def test_sent_row_equals_the_synced_copy_field_by_field(self):
+        """One write path: the row written when the email leaves and the row the sync
+        writes for the same bytes found in Sent (when nothing matched it) are the same
+        row, field by field, and so is the conversation they open."""
+        compared = [
+            "account_id", "key", "message_id_header", "in_reply_to", "references",
+            "subject", "email_from", "email_to", "email_cc", "participant_emails",
+            "author_partner_id", "partner_ids", "date", "body_html", "body_text",
+            "snippet", "text_direction", "is_read", "is_flagged", "direction",
+            "is_automated", "parse_error", "size", "has_attachments",
+        ]  # fmt: skip
+        colleague = self.env["res.partner"].create(
+            {"name": "Doe, Bob", "email": "bob@customer.example"}
+        )
+        attachment = (
+            self.env["ir.attachment"]
+            .with_user(self.sender)
+            .create({"name": "offer.pdf", "raw": b"%PDF offer", "mimetype": "application/pdf"})
+        )
+        with patch.object(outbox_module, "PROVIDERS_SAVING_SENT", ("imap",)):
+            outbox, _action = self.send(
+                self.compose(),
+                email_to="carla@customer.example",
+                email_cc=f'"{colleague.name}" <{colleague.email}>',
+                subject="Offer, as promised",
+                body="<p>Hello Carla,</p><p>the offer is attached.</p>",
+                attachment_ids=[(6, 0, attachment.ids)],
+                tracking=False,
+            )
+        sent = outbox.sent_message_id
+        self.assertTrue(sent)
+        first = {name: sent[name] for name in compared}
+        first_files = [(a.name, a.raw) for a in sent.attachment_ids]
+        thread = sent.thread_id
+        first_thread = {n: thread[n] for n in ("thread_key", "subject", "visibility")}
+        raw = outbox._pipemail_raw()
+        # forget the row (as a database restored from before the send would), then let
+        # the sync meet the same bytes in Sent
+        outbox.write({"sent_message_id": False, "thread_id": False})
+        sent.unlink()
+        thread.unlink()
+        self.deliver(self.login, raw, folder="Sent", flags=["\\Seen"])
+        self.sync(self.account)
+        [synced] = self.env["pipemail.message"].search(
+            [
+                ("account_id", "=", self.account.id),
+                ("message_id_header", "=", first["message_id_header"]),
+            ]
+        )
+        for name in compared:
+            self.assertEqual(synced[name], first[name], name)
+        self.assertEqual([(a.name, a.raw) for a in synced.attachment_ids], first_files)
+        self.assertEqual(
+            {n: synced.thread_id[n] for n in ("thread_key", "subject", "visibility")},
+            first_thread,
+        )
+        self.assertEqual(first["email_cc"], '"Doe, Bob" <bob@customer.example>')
+
     def test_uncertain_send_settled_by_sent_copy(self):
         with patch.object(outbox_module, "PROVIDERS_SAVING_SENT", ("imap",)):
             outbox, _action = self.send(
