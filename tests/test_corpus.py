@@ -21,7 +21,8 @@ from loud_skip import in_ci, loud_skip
 from pipemail.mime import parse_message
 from pipemail.types import Address, Attachment, ParsedMessage
 
-# shared/ sits beside the checkout (CI lays it there too); PIPEMAIL_CORPUS overrides.
+# the real-world corpus (docs/corpus.md): PIPEMAIL_CORPUS, else shared/corpus beside the
+# checkout, where CI lays it.
 CORPUS = Path(
     os.environ.get("PIPEMAIL_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus"
 )
@@ -107,7 +108,7 @@ def test_corpus_is_present() -> None:
         "CORPUS SKIPPED",
         why,
         "The real-world corpus tests did not run: put the shared/ folder beside the "
-        "checkout or set PIPEMAIL_CORPUS to its corpus folder (README.md, 'Tests').",
+        "checkout or set PIPEMAIL_CORPUS to its corpus folder (docs/corpus.md).",
     )
 
 

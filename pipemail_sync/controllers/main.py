@@ -10,6 +10,7 @@ from pipemail import errors as pm_errors
 from pipemail import oauth as engine_oauth
 
 from .. import oauth
+from ..routes import OAUTH_CALLBACK, OAUTH_START
 
 _logger = logging.getLogger(__name__)
 
@@ -17,9 +18,9 @@ _logger = logging.getLogger(__name__)
 class PipemailOAuthController(http.Controller):
     def _redirect_uri(self):
         base = request.env["ir.config_parameter"].sudo().get_param("web.base.url")
-        return f"{base.rstrip('/')}/pipemail/oauth/callback"
+        return f"{base.rstrip('/')}{OAUTH_CALLBACK}"
 
-    @http.route("/pipemail/oauth/<string:provider>/start", type="http", auth="user")
+    @http.route(OAUTH_START.format(provider="<string:provider>"), type="http", auth="user")
     def oauth_start(self, provider, account_id=None, **kwargs):
         if provider not in oauth.PROVIDERS:
             raise NotFound()
@@ -60,7 +61,7 @@ class PipemailOAuthController(http.Controller):
         )
         return request.redirect(url, local=False)
 
-    @http.route("/pipemail/oauth/callback", type="http", auth="user")
+    @http.route(OAUTH_CALLBACK, type="http", auth="user")
     def oauth_callback(self, state=None, code=None, error=None, **kwargs):
         payload = oauth.verify_state(request.env, state or "")
         if not payload or payload.get("uid") != request.env.uid:

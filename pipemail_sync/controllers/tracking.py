@@ -22,6 +22,8 @@ from odoo.http import request
 
 from pipemail import tracking as pm_tracking
 
+from ..routes import CLICK_PATH, PIXEL_PATH
+
 PIXEL = base64.b64decode(b"R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 NO_STORE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
@@ -56,7 +58,7 @@ def _client():
 
 class PipemailTrackingController(http.Controller):
     @http.route(
-        "/pipemail/t/o/<string:token>.gif",
+        PIXEL_PATH + "<string:token>.gif",
         type="http",
         auth="none",
         readonly=False,
@@ -72,7 +74,7 @@ class PipemailTrackingController(http.Controller):
         return _pixel()
 
     @http.route(
-        "/pipemail/t/c/<string:token>",
+        CLICK_PATH + "<string:token>",
         type="http",
         auth="none",
         readonly=False,

@@ -24,6 +24,7 @@ from pipemail.types import AccountConfig, OAuth2Auth, PasswordAuth, ServerConfig
 
 from .. import access, engine, oauth
 from ..notifications import notification
+from ..routes import OAUTH_START
 
 _logger = logging.getLogger(__name__)
 
@@ -712,7 +713,7 @@ class PipemailAccount(models.Model):
         if self.provider in ("gmail", "microsoft"):
             return {
                 "type": "ir.actions.act_url",
-                "url": f"/pipemail/oauth/{self.provider}/start?account_id={self.id}",
+                "url": f"{OAUTH_START.format(provider=self.provider)}?account_id={self.id}",
                 "target": "self",
             }
         # a password account: the user types the password again, then we test it
@@ -743,7 +744,7 @@ class PipemailAccount(models.Model):
         self._check_can_sign_in()
         return {
             "type": "ir.actions.act_url",
-            "url": f"/pipemail/oauth/{self.provider}/start?account_id={self.id}",
+            "url": f"{OAUTH_START.format(provider=self.provider)}?account_id={self.id}",
             "target": "self",
         }
 

@@ -23,11 +23,12 @@ from odoo.tools import SQL, misc
 
 from pipemail import tracking as pm_tracking
 
+from ..routes import CLICK_PATH, PIXEL_PATH
+
 _logger = logging.getLogger(__name__)
 
 TOKEN_SCOPE = "pipemail.tracking"
-PIXEL_PATH = "/pipemail/t/o/"
-CLICK_PATH = "/pipemail/t/c/"
+
 RECENT_WINDOW = timedelta(seconds=10)
 """How far back earlier hits are read to spot bursts (the engine's windows are
 2 and 5 seconds; a little margin for clock steps between workers)."""

@@ -12,7 +12,7 @@ from pipemail.imap import ImapSession
 
 from .common import PipemailDovecotCase, make_mail
 
-# shared/ sits beside the checkout; PIPEMAIL_CORPUS overrides
+# the real-world corpus (docs/corpus.md): PIPEMAIL_CORPUS, else shared/corpus beside the checkout
 CORPUS = Path(
     os.environ.get("PIPEMAIL_CORPUS") or Path(__file__).resolve().parents[3] / "shared" / "corpus"
 )

@@ -67,7 +67,7 @@ TARGET_RATIO = 10.0
 TARGET_PUSH_S = 5.0
 TARGET_INBOX_MS = 300.0
 PRODUCT_NATIVE_RATE = 42.0
-"""What ../shared/PRODUCT.md says native fetchmail ingests "here" (printed for comparison)."""
+"""The rate the product brief quotes for native fetchmail (messages/s), printed for comparison."""
 RESULT = "BENCH_RESULT "
 
 # ---------------------------------------------------------------------------------------
