@@ -17,6 +17,20 @@ from pipemail.sync import choose_folders, strategy_name
 from pipemail.types import AccountConfig
 
 
+class Note(str):
+    """One remark of the check, in English; ``code`` and ``params`` let a caller say it
+    in the user's language."""
+
+    code: str
+    params: dict[str, object]
+
+    def __new__(cls, code: str, text: str, **params: object) -> Note:
+        note = super().__new__(cls, text)
+        note.code = code
+        note.params = params
+        return note
+
+
 @dataclass
 class FolderCheck:
     name: str
@@ -47,7 +61,7 @@ class CheckReport:
     roles: dict[str, str]
     sync_folders: list[str]
     login_seconds: float
-    notes: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
 
 def check_account(config: AccountConfig, *, max_folders: int = 200) -> CheckReport:
@@ -60,7 +74,7 @@ def check_account(config: AccountConfig, *, max_folders: int = 200) -> CheckRepo
         login_seconds = time.monotonic() - started
         fmap = folders_mod.discover(s)
         checks: list[FolderCheck] = []
-        notes: list[str] = []
+        notes: list[Note] = []
         items = ["MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY"]
         if s.condstore:
             items.append("HIGHESTMODSEQ")
@@ -85,21 +99,48 @@ def check_account(config: AccountConfig, *, max_folders: int = 200) -> CheckRepo
                     check.error = str(exc)
             checks.append(check)
         if len(fmap.folders) > max_folders:
-            notes.append(f"Only the first {max_folders} of {len(fmap.folders)} folders are shown.")
+            notes.append(
+                Note(
+                    "folders_cut",
+                    f"Only the first {max_folders} of {len(fmap.folders)} folders are shown.",
+                    shown=max_folders,
+                    total=len(fmap.folders),
+                )
+            )
         sync = choose_folders(config, s, fmap)
         if config.imap.security == "none":
-            notes.append("No encryption: the password and the mail cross the network in clear.")
-        elif not config.imap.verify_tls:
-            notes.append("The server certificate is not verified (insecure setting).")
-        if not s.has("UIDPLUS"):
-            notes.append("No UIDPLUS: moved messages are found again by the next sync.")
-        if not s.has("MOVE"):
-            notes.append("No MOVE: archive and delete copy the message, then expunge it alone.")
-        if not s.condstore:
             notes.append(
-                "No CONDSTORE: flag changes are found by comparing flags, the newest "
-                f"{config.recent_window} messages each sync and every message every "
-                f"{config.reconcile_interval / 3600:g} h."
+                Note(
+                    "no_tls",
+                    "No encryption: the password and the mail cross the network in clear.",
+                )
+            )
+        elif not config.imap.verify_tls:
+            notes.append(
+                Note("no_verify", "The server certificate is not verified (insecure setting).")
+            )
+        if not s.has("UIDPLUS"):
+            notes.append(
+                Note("no_uidplus", "No UIDPLUS: moved messages are found again by the next sync.")
+            )
+        if not s.has("MOVE"):
+            notes.append(
+                Note(
+                    "no_move",
+                    "No MOVE: archive and delete copy the message, then expunge it alone.",
+                )
+            )
+        if not s.condstore:
+            hours = f"{config.reconcile_interval / 3600:g}"
+            notes.append(
+                Note(
+                    "no_condstore",
+                    "No CONDSTORE: flag changes are found by comparing flags, the newest "
+                    f"{config.recent_window} messages each sync and every message every "
+                    f"{hours} h.",
+                    recent=config.recent_window,
+                    hours=hours,
+                )
             )
         return CheckReport(
             host=config.imap.host,

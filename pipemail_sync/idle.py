@@ -110,7 +110,7 @@ def ensure_watchers(env, ids=None) -> dict[int, object]:
 
     Returns ``{account id: watcher}`` for the accounts this process now watches.
     """
-    from pipemail.idle import IdleWatcher
+    from .engine import idle as pm_idle
 
     dbname = env.cr.dbname
     me = process_id()
@@ -148,7 +148,7 @@ def ensure_watchers(env, ids=None) -> dict[int, object]:
                 except Exception as exc:  # noqa: BLE001 - a broken account must not stop others
                     _logger.info("pipemail: no push for account %s: %s", account_id, exc)
                     continue
-                watcher = IdleWatcher(
+                watcher = pm_idle.IdleWatcher(
                     config,
                     "INBOX",
                     on_change=_on_change(env.registry, dbname, account_id),

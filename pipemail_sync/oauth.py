@@ -21,7 +21,8 @@ from odoo.tools import SQL, config
 from odoo.tools.misc import consteq, hmac
 
 from pipemail import errors as pm_errors
-from pipemail import oauth as engine_oauth
+
+from .engine import oauth as engine_oauth
 
 MAIL_HOSTS = {
     "gmail": ("imap.gmail.com", "smtp.gmail.com"),
@@ -111,9 +112,14 @@ def check_mail_hosts(account) -> None:
             provider = "Google" if account.provider == "gmail" else "Microsoft"
             allowed_text = ", ".join(sorted(MAIL_HOSTS[account.provider]))
             raise pm_errors.ConfigError(
-                f"A mailbox connected with {provider} signs in to {provider}'s own "
-                f"mail servers only ({allowed_text}), not to {host}. Correct the server "
-                "address, or connect this mailbox as IMAP / SMTP with a password."
+                account.env._(
+                    "A mailbox connected with %(provider)s signs in to %(provider)s's own "
+                    "mail servers only (%(allowed)s), not to %(host)s. Correct the server "
+                    "address, or connect this mailbox as IMAP / SMTP with a password.",
+                    provider=provider,
+                    allowed=allowed_text,
+                    host=host,
+                )
             )
 
 
@@ -136,7 +142,7 @@ def client_settings(env, provider: str) -> dict:
     through system parameters ``pipemail.google_auth_uri``, ``pipemail.google_token_uri``,
     ``pipemail.microsoft_authority``."""
     if provider not in PROVIDERS:
-        raise pm_errors.ConfigError("This sign-in provider is not supported.")
+        raise pm_errors.ConfigError(env._("This sign-in provider is not supported."))
     params = env["ir.config_parameter"].sudo()
     prefix = _PARAM_PREFIX[provider]
     settings = {
@@ -157,8 +163,10 @@ def client_settings(env, provider: str) -> dict:
     settings["session"] = _http_session()
     if not settings["client_id"]:
         raise pm_errors.ConfigError(
-            "Sign-in with this provider is not set up yet. Ask an administrator to enter "
-            "the OAuth client in CRM settings, Email Sync."
+            env._(
+                "Sign-in with this provider is not set up yet. Ask an administrator to "
+                "enter the OAuth client in CRM settings, Email Sync."
+            )
         )
     return settings
 

@@ -3,8 +3,9 @@ import logging
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
+from odoo.addons.pipemail_sync.engine import secrets as pm_secrets
+
 from pipemail import errors as pm_errors
-from pipemail import secrets as pm_secrets
 
 _logger = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from odoo import http
 from odoo.http import request
 
 from pipemail import errors as pm_errors
-from pipemail import oauth as engine_oauth
 
 from .. import oauth
+from ..engine import oauth as engine_oauth
 from ..routes import OAUTH_CALLBACK, OAUTH_START
 
 _logger = logging.getLogger(__name__)

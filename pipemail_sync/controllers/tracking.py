@@ -20,8 +20,7 @@ from werkzeug.wrappers import Response
 from odoo import http
 from odoo.http import request
 
-from pipemail import tracking as pm_tracking
-
+from ..engine import tracking as pm_tracking
 from ..routes import CLICK_PATH, PIXEL_PATH
 
 PIXEL = base64.b64decode(b"R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")

@@ -19,10 +19,10 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tools import SQL, config
 
 from pipemail import errors as pm_errors
-from pipemail import secrets as pm_secrets
 from pipemail.types import AccountConfig, OAuth2Auth, PasswordAuth, ServerConfig
 
 from .. import access, engine, oauth
+from ..engine import secrets as pm_secrets
 from ..notifications import notification
 from ..routes import OAUTH_START
 
@@ -668,7 +668,7 @@ class PipemailAccount(models.Model):
     def _action_test_connection(self):
         sudo_self = self.sudo()
         try:
-            report = engine.check_account(sudo_self._pipemail_config())
+            report = engine.check_account(self.env, sudo_self._pipemail_config())
         except pm_errors.PipemailError as exc:
             if self.state == "draft":
                 # not connected yet: the answer is for the person at the form, nothing
@@ -904,8 +904,14 @@ class PipemailAccount(models.Model):
             self.env.cr.commit()
         try:
             store = OdooStore(self.env, account, commit=commit)
+            # the health line is read by the owner: in their language
+            owner_lang = account.user_id.lang
             result = engine.sync_account(
-                account._pipemail_config(), store, progress=store.on_progress, stop=stop
+                self.with_context(lang=owner_lang).env if owner_lang else self.env,
+                account._pipemail_config(),
+                store,
+                progress=store.on_progress,
+                stop=stop,
             )
         except pm_errors.PipemailError as exc:
             if commit:
@@ -936,7 +942,7 @@ class PipemailAccount(models.Model):
             "fail_count": 0,
             "next_attempt": False,
         }
-        if not result.raw.stopped:
+        if not result.stopped:
             vals.update(progress=100, backlog=0)
         account.write(vals)
         if account.fail_count == 0:

@@ -36,17 +36,17 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
 from pipemail import errors as pm_errors
-from pipemail import html as pm_html
-from pipemail import mime as pm_mime
-from pipemail import outbound as pm_outbound
-from pipemail import send_policy as pm_send_policy
-from pipemail import smtp as pm_smtp
-from pipemail import tracking as pm_tracking
-from pipemail import writeback as pm_writeback
 from pipemail.types import Address, Location, RemoteMessage
 
 from .. import access
+from ..engine import html as pm_html
 from ..engine import join_addresses, parse_addresses
+from ..engine import mime as pm_mime
+from ..engine import outbound as pm_outbound
+from ..engine import send_policy as pm_send_policy
+from ..engine import smtp as pm_smtp
+from ..engine import tracking as pm_tracking
+from ..engine import writeback as pm_writeback
 from ..notifications import notification
 from ..routes import CLICK_PATH, PIXEL_PATH
 from .pipemail_store import OdooStore

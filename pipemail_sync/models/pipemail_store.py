@@ -19,8 +19,6 @@ from psycopg2 import Error as PsycopgError
 from odoo import fields
 from odoo.tools import SQL, html_sanitize, plaintext2html
 
-from pipemail import linking, threads
-from pipemail.text import detect_direction, html_to_text, normalize_subject
 from pipemail.types import (
     FolderState,
     Location,
@@ -31,7 +29,15 @@ from pipemail.types import (
     WriteResult,
 )
 
-from ..engine import folder_role, join_addresses
+from ..engine import (
+    detect_direction,
+    folder_role,
+    html_to_text,
+    join_addresses,
+    linking,
+    normalize_subject,
+    threads,
+)
 
 _logger = logging.getLogger(__name__)
 

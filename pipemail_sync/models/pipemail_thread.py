@@ -6,9 +6,8 @@ from markupsafe import Markup
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
-from pipemail import linking
-
 from .. import access
+from ..engine import linking
 from .pipemail_account import VISIBILITY
 
 

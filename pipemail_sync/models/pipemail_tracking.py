@@ -21,8 +21,7 @@ from odoo import _, api, fields, models, tools
 from odoo.exceptions import AccessError
 from odoo.tools import SQL, misc
 
-from pipemail import tracking as pm_tracking
-
+from ..engine import tracking as pm_tracking
 from ..routes import CLICK_PATH, PIXEL_PATH
 
 _logger = logging.getLogger(__name__)

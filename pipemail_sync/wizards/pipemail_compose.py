@@ -19,12 +19,12 @@ from odoo.tools import clean_context, is_html_empty, plaintext2html
 from odoo.tools.misc import format_datetime
 
 from pipemail import errors as pm_errors
-from pipemail import html as pm_html
-from pipemail import outbound as pm_outbound
 from pipemail.types import Address
 
 from .. import access
 from ..engine import format_address, join_addresses, mark_fragment, parse_addresses
+from ..engine import html as pm_html
+from ..engine import outbound as pm_outbound
 
 SOURCE_MODELS = ("crm.lead", "project.project", "res.partner")
 INDIVIDUAL_MODES = ("new", "forward")
