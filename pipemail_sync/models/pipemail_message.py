@@ -193,3 +193,65 @@ class PipemailMessage(models.Model):
         if vals_list:
             Writeback._supersede(vals_list)
             Writeback.create(vals_list)
+
+    # ------------------------------------------------------------------ sent from Odoo
+
+    pipemail_outbox_id = fields.Many2one(
+        "pipemail.outbox", string="Outbox Item", readonly=True, index="btree_not_null", copy=False
+    )
+
+    @api.model
+    def _pipemail_match_sent(self, account, remote):
+        """Our own sent email coming back through sync (the Sent-folder copy).
+
+        Called by the store for a message whose key it does not know. The provider's
+        copy often differs in bytes from what we sent (Gmail and Microsoft add
+        headers, Gmail keys by X-GM-MSGID), so its key differs too; its Message-ID
+        does not. The email we recorded at send time gains the server location and
+        the server's key, instead of a second row being created. Only a message with
+        no location yet (or this very location) matches: a second, different email
+        reusing the Message-ID is still stored on its own.
+        """
+        parsed = remote.parsed
+        if not parsed.message_id or parsed.message_id_synthesized:
+            return self.browse()
+        candidates = self.sudo().search(
+            [
+                ("account_id", "=", account.id),
+                ("message_id_header", "=", parsed.message_id),
+                ("direction", "=", "out"),
+                ("pipemail_outbox_id", "!=", False),
+            ],
+            limit=5,
+        )
+        loc = remote.location
+        for message in candidates:
+            locations = message.location_ids
+            same_place = any(
+                place.folder_id.name == loc.folder
+                and place.uidvalidity == loc.uidvalidity
+                and place.uid == loc.uid
+                for place in locations
+            )
+            if locations and not same_place:
+                continue
+            vals = {"removed": False}
+            if message.key != remote.key and not self.sudo().search_count(
+                [("account_id", "=", account.id), ("key", "=", remote.key)]
+            ):
+                vals["key"] = remote.key
+            message.write(vals)
+            thread = message.thread_id
+            gm_key = f"gmt:{remote.gm_thrid}" if remote.gm_thrid else None
+            if (
+                gm_key
+                and thread.thread_key != gm_key
+                and not self.env["pipemail.thread"]
+                .sudo()
+                .with_context(active_test=False)
+                .search_count([("account_id", "=", account.id), ("thread_key", "=", gm_key)])
+            ):
+                # later Gmail mail of this conversation is threaded by X-GM-THRID
+                thread.thread_key = gm_key
+            return message
+        return self.browse()

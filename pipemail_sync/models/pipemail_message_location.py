@@ -28,6 +28,15 @@ class PipemailMessageLocation(models.Model):
         ),
     ]
 
+    @api.model_create_multi
+    def create(self, vals_list):
+        """A sent email whose outcome was unknown (connection lost after the data) is
+        settled by its copy showing up on the server: it was sent."""
+        locations = super().create(vals_list)
+        outboxes = locations.sudo().message_id.pipemail_outbox_id
+        outboxes.filtered(lambda o: o.state == "uncertain")._pipemail_done()
+        return locations
+
     @api.model
     def _flags_text(self, flags):
         return " ".join(sorted(flags)) if flags else ""

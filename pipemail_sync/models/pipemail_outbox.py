@@ -29,8 +29,6 @@ import json
 import logging
 from datetime import timedelta
 
-from markupsafe import Markup
-
 from odoo import _, api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
@@ -40,16 +38,16 @@ from pipemail.types import Address, Location, RemoteMessage
 
 from .. import access
 from ..engine import html as pm_html
-from ..engine import join_addresses, parse_addresses
 from ..engine import mime as pm_mime
 from ..engine import outbound as pm_outbound
+from ..engine import parse_addresses
 from ..engine import send_policy as pm_send_policy
 from ..engine import smtp as pm_smtp
 from ..engine import tracking as pm_tracking
 from ..engine import writeback as pm_writeback
 from ..notifications import notification
 from ..routes import CLICK_PATH, PIXEL_PATH
-from .pipemail_store import OdooStore
+from ..store import OdooStore
 
 _logger = logging.getLogger(__name__)
 
@@ -158,24 +156,6 @@ class PipemailOutbox(models.Model):
     sent_copy_state = fields.Selection(SENT_COPY, string="Sent Folder Copy", readonly=True)
     sent_copy_attempts = fields.Integer(readonly=True, copy=False)
     sent_copy_error = fields.Char(readonly=True, copy=False)
-    first_open_notified = fields.Datetime(readonly=True, copy=False)
-    first_open_notice_pending = fields.Boolean(
-        readonly=True, copy=False, help="The inbox notice of the first open is not posted yet."
-    )
-    link_ids = fields.One2many("pipemail.tracking.link", "outbox_id", string="Tracked Links")
-    event_ids = fields.One2many("pipemail.tracking.event", "outbox_id", string="Opens and Clicks")
-    open_count = fields.Integer(string="Opens", compute="_compute_tracking_stats")
-    click_count = fields.Integer(string="Clicks", compute="_compute_tracking_stats")
-    machine_count = fields.Integer(string="Machine Hits", compute="_compute_tracking_stats")
-    first_open = fields.Datetime(string="First Opened", compute="_compute_tracking_stats")
-    last_open = fields.Datetime(string="Last Opened", compute="_compute_tracking_stats")
-
-    def init(self):
-        # the first-open cron looks for a handful of rows among every email ever sent
-        self.env.cr.execute(
-            "CREATE INDEX IF NOT EXISTS pipemail_outbox_first_open_pending_idx"
-            " ON pipemail_outbox (id) WHERE first_open_notice_pending"
-        )
 
     @api.depends("subject")
     @api.depends_context("uid")
@@ -190,42 +170,6 @@ class PipemailOutbox(models.Model):
         self.check_access("read")
         if any(outbox.user_id.id != self.env.uid for outbox in self.sudo()):
             raise AccessError(_("You can only act on emails you wrote."))
-
-    # ------------------------------------------------------------------ tracking figures
-
-    def _pipemail_tracking_stats(self):
-        """``{outbox id: {opens, clicks, machine, first_open, last_open}}`` from the log."""
-        if not self.ids:
-            return {}
-        rows = (
-            self.env["pipemail.tracking.event"]
-            .sudo()
-            ._read_group(
-                [("outbox_id", "in", self.ids)],
-                ["outbox_id", "kind", "is_machine"],
-                ["__count", "ts:min", "ts:max"],
-            )
-        )
-        stats = {}
-        for outbox, kind, is_machine, count, first, last in rows:
-            row = stats.setdefault(outbox.id, {"opens": 0, "clicks": 0, "machine": 0})
-            if is_machine:
-                row["machine"] += count
-            elif kind == pm_tracking.KIND_OPEN:
-                row.update(opens=count, first_open=first, last_open=last)
-            else:
-                row["clicks"] = count
-        return stats
-
-    def _compute_tracking_stats(self):
-        stats = self._pipemail_tracking_stats()
-        for outbox in self:
-            row = stats.get(outbox.id, {})
-            outbox.open_count = row.get("opens", 0)
-            outbox.click_count = row.get("clicks", 0)
-            outbox.machine_count = row.get("machine", 0)
-            outbox.first_open = row.get("first_open", False)
-            outbox.last_open = row.get("last_open", False)
 
     # ------------------------------------------------------------------ helpers
 
@@ -641,99 +585,6 @@ class PipemailOutbox(models.Model):
         outbox.write({"sent_copy_state": "done", "sent_copy_error": False})
         return True
 
-    # ------------------------------------------------------------------ first open
-
-    def _pipemail_first_open(self, when):
-        """The first human open (at ``when``): a live notice now, the inbox one soon.
-
-        Called from the pixel route, which must stay cheap: the claim below and the
-        bus notice cost two small writes; the inbox notification (a mail.message and
-        its notifications, tens of milliseconds) is left to the first-open cron,
-        triggered here, which a cron worker runs within seconds.
-
-        Once, whatever the concurrency: the UPDATE ... WHERE first_open_notified IS
-        NULL is the lock; of two workers recording two opens at once, one gets the
-        row, the other nothing.
-        """
-        self.ensure_one()
-        self.env.cr.execute(
-            SQL(
-                "UPDATE pipemail_outbox SET first_open_notified = %s,"
-                " first_open_notice_pending = TRUE"
-                " WHERE id = %s AND first_open_notified IS NULL RETURNING id",
-                when,
-                self.id,
-            )
-        )
-        if not self.env.cr.fetchone():
-            return False
-        self.invalidate_recordset(["first_open_notified", "first_open_notice_pending"])
-        outbox = self.sudo()
-        outbox.user_id._bus_send(
-            "simple_notification",
-            {
-                "title": _("Email opened"),
-                "message": outbox._pipemail_opened_text(),
-                "type": "info",
-                "sticky": False,
-            },
-        )
-        self.env.ref("pipemail_sync.ir_cron_pipemail_first_open").sudo()._trigger()
-        return True
-
-    @api.model
-    def _cron_first_open_notices(self, limit=200):
-        """Post the inbox notification of each first open recorded by the pixel route."""
-        pending = self.sudo().search(
-            [("first_open_notice_pending", "=", True)], order="first_open_notified, id"
-        )
-        root = self.env.ref("base.partner_root").id
-        for outbox in pending[:limit]:
-            try:
-                with self.env.cr.savepoint():
-                    outbox.with_context(mail_notify_force_send=False).message_notify(
-                        partner_ids=outbox.user_id.partner_id.ids,
-                        author_id=root,
-                        subject=_(
-                            "Opened: %(subject)s", subject=outbox.subject or _("(no subject)")
-                        ),
-                        body=outbox._pipemail_first_open_body(),
-                    )
-            except Exception:  # noqa: BLE001 - one bad row must not block the others forever
-                _logger.exception("first-open notice of outbox %s could not be posted", outbox.id)
-            outbox.first_open_notice_pending = False
-        if len(pending) > limit:
-            self.env.ref("pipemail_sync.ir_cron_pipemail_first_open").sudo()._trigger()
-
-    def _pipemail_opened_text(self):
-        """Who opened, as far as the pixel can tell: the one recipient of an email
-        addressed to one person (each copy of an individual send is), else one of
-        all of them."""
-        subject = self.subject or _("(no subject)")
-        to, cc, bcc = self._pipemail_recipients()
-        everyone = [*to, *cc, *bcc]
-        if len(everyone) == 1:
-            return _(
-                "%(who)s opened your email “%(subject)s”.",
-                who=join_addresses(everyone),
-                subject=subject,
-            )
-        return _(
-            "One of %(who)s opened your email “%(subject)s”.",
-            who=join_addresses(everyone),
-            subject=subject,
-        )
-
-    def _pipemail_first_open_body(self):
-        """The inbox notification's text; every value escaped by Markup's ``%``."""
-        return Markup("<p>%s</p><p class='text-muted small'>%s</p>") % (
-            self._pipemail_opened_text(),
-            _(
-                "First opened %(when)s (UTC).",
-                when=fields.Datetime.to_string(self.first_open_notified),
-            ),
-        )
-
     # ------------------------------------------------------------------ buttons
 
     def action_retry(self):
@@ -912,82 +763,3 @@ class PipemailOutbox(models.Model):
             outbox._pipemail_save_sent_copy()
             self._pipemail_commit()
         return due
-
-
-class PipemailMessage(models.Model):
-    """The link from a sent email to its outbox row, and the Sent-folder reconciliation."""
-
-    _inherit = "pipemail.message"
-
-    pipemail_outbox_id = fields.Many2one(
-        "pipemail.outbox", string="Outbox Item", readonly=True, index="btree_not_null", copy=False
-    )
-
-    @api.model
-    def _pipemail_match_sent(self, account, remote):
-        """Our own sent email coming back through sync (the Sent-folder copy).
-
-        Called by the store for a message whose key it does not know. The provider's
-        copy often differs in bytes from what we sent (Gmail and Microsoft add
-        headers, Gmail keys by X-GM-MSGID), so its key differs too; its Message-ID
-        does not. The email we recorded at send time gains the server location and
-        the server's key, instead of a second row being created. Only a message with
-        no location yet (or this very location) matches: a second, different email
-        reusing the Message-ID is still stored on its own.
-        """
-        parsed = remote.parsed
-        if not parsed.message_id or parsed.message_id_synthesized:
-            return self.browse()
-        candidates = self.sudo().search(
-            [
-                ("account_id", "=", account.id),
-                ("message_id_header", "=", parsed.message_id),
-                ("direction", "=", "out"),
-                ("pipemail_outbox_id", "!=", False),
-            ],
-            limit=5,
-        )
-        loc = remote.location
-        for message in candidates:
-            locations = message.location_ids
-            same_place = any(
-                place.folder_id.name == loc.folder
-                and place.uidvalidity == loc.uidvalidity
-                and place.uid == loc.uid
-                for place in locations
-            )
-            if locations and not same_place:
-                continue
-            vals = {"removed": False}
-            if message.key != remote.key and not self.sudo().search_count(
-                [("account_id", "=", account.id), ("key", "=", remote.key)]
-            ):
-                vals["key"] = remote.key
-            message.write(vals)
-            thread = message.thread_id
-            gm_key = f"gmt:{remote.gm_thrid}" if remote.gm_thrid else None
-            if (
-                gm_key
-                and thread.thread_key != gm_key
-                and not self.env["pipemail.thread"]
-                .sudo()
-                .with_context(active_test=False)
-                .search_count([("account_id", "=", account.id), ("thread_key", "=", gm_key)])
-            ):
-                # later Gmail mail of this conversation is threaded by X-GM-THRID
-                thread.thread_key = gm_key
-            return message
-        return self.browse()
-
-
-class PipemailMessageLocation(models.Model):
-    _inherit = "pipemail.message.location"
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        """A sent email whose outcome was unknown (connection lost after the data) is
-        settled by its copy showing up on the server: it was sent."""
-        locations = super().create(vals_list)
-        outboxes = locations.sudo().message_id.pipemail_outbox_id
-        outboxes.filtered(lambda o: o.state == "uncertain")._pipemail_done()
-        return locations

@@ -17,10 +17,13 @@ import hmac as std_hmac
 import logging
 from datetime import datetime, timedelta
 
+from markupsafe import Markup
+
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import AccessError
 from odoo.tools import SQL, misc
 
+from ..engine import join_addresses
 from ..engine import tracking as pm_tracking
 from ..routes import CLICK_PATH, PIXEL_PATH
 
@@ -329,6 +332,161 @@ class PipemailTrackingEvent(models.Model):
         self.env["pipemail.outbox"].invalidate_model(["event_ids"])
         if kind == pm_tracking.KIND_OPEN and not is_machine and not notified:
             self.env["pipemail.outbox"].browse(outbox_id)._pipemail_first_open(now)
+
+
+class PipemailOutbox(models.Model):
+    """The tracking side of an outgoing email: its links and hits, the figures shown on
+    it, and the notice of its first human open."""
+
+    _inherit = "pipemail.outbox"
+
+    first_open_notified = fields.Datetime(readonly=True, copy=False)
+    first_open_notice_pending = fields.Boolean(
+        readonly=True, copy=False, help="The inbox notice of the first open is not posted yet."
+    )
+    link_ids = fields.One2many("pipemail.tracking.link", "outbox_id", string="Tracked Links")
+    event_ids = fields.One2many("pipemail.tracking.event", "outbox_id", string="Opens and Clicks")
+    open_count = fields.Integer(string="Opens", compute="_compute_tracking_stats")
+    click_count = fields.Integer(string="Clicks", compute="_compute_tracking_stats")
+    machine_count = fields.Integer(string="Machine Hits", compute="_compute_tracking_stats")
+    first_open = fields.Datetime(string="First Opened", compute="_compute_tracking_stats")
+    last_open = fields.Datetime(string="Last Opened", compute="_compute_tracking_stats")
+
+    def init(self):
+        # the first-open cron looks for a handful of rows among every email ever sent
+        self.env.cr.execute(
+            "CREATE INDEX IF NOT EXISTS pipemail_outbox_first_open_pending_idx"
+            " ON pipemail_outbox (id) WHERE first_open_notice_pending"
+        )
+
+    # ------------------------------------------------------------------ tracking figures
+
+    def _pipemail_tracking_stats(self):
+        """``{outbox id: {opens, clicks, machine, first_open, last_open}}`` from the log."""
+        if not self.ids:
+            return {}
+        rows = (
+            self.env["pipemail.tracking.event"]
+            .sudo()
+            ._read_group(
+                [("outbox_id", "in", self.ids)],
+                ["outbox_id", "kind", "is_machine"],
+                ["__count", "ts:min", "ts:max"],
+            )
+        )
+        stats = {}
+        for outbox, kind, is_machine, count, first, last in rows:
+            row = stats.setdefault(outbox.id, {"opens": 0, "clicks": 0, "machine": 0})
+            if is_machine:
+                row["machine"] += count
+            elif kind == pm_tracking.KIND_OPEN:
+                row.update(opens=count, first_open=first, last_open=last)
+            else:
+                row["clicks"] = count
+        return stats
+
+    def _compute_tracking_stats(self):
+        stats = self._pipemail_tracking_stats()
+        for outbox in self:
+            row = stats.get(outbox.id, {})
+            outbox.open_count = row.get("opens", 0)
+            outbox.click_count = row.get("clicks", 0)
+            outbox.machine_count = row.get("machine", 0)
+            outbox.first_open = row.get("first_open", False)
+            outbox.last_open = row.get("last_open", False)
+
+    # ------------------------------------------------------------------ first open
+
+    def _pipemail_first_open(self, when):
+        """The first human open (at ``when``): a live notice now, the inbox one soon.
+
+        Called from the pixel route, which must stay cheap: the claim below and the
+        bus notice cost two small writes; the inbox notification (a mail.message and
+        its notifications, tens of milliseconds) is left to the first-open cron,
+        triggered here, which a cron worker runs within seconds.
+
+        Once, whatever the concurrency: the UPDATE ... WHERE first_open_notified IS
+        NULL is the lock; of two workers recording two opens at once, one gets the
+        row, the other nothing.
+        """
+        self.ensure_one()
+        self.env.cr.execute(
+            SQL(
+                "UPDATE pipemail_outbox SET first_open_notified = %s,"
+                " first_open_notice_pending = TRUE"
+                " WHERE id = %s AND first_open_notified IS NULL RETURNING id",
+                when,
+                self.id,
+            )
+        )
+        if not self.env.cr.fetchone():
+            return False
+        self.invalidate_recordset(["first_open_notified", "first_open_notice_pending"])
+        outbox = self.sudo()
+        outbox.user_id._bus_send(
+            "simple_notification",
+            {
+                "title": _("Email opened"),
+                "message": outbox._pipemail_opened_text(),
+                "type": "info",
+                "sticky": False,
+            },
+        )
+        self.env.ref("pipemail_sync.ir_cron_pipemail_first_open").sudo()._trigger()
+        return True
+
+    @api.model
+    def _cron_first_open_notices(self, limit=200):
+        """Post the inbox notification of each first open recorded by the pixel route."""
+        pending = self.sudo().search(
+            [("first_open_notice_pending", "=", True)], order="first_open_notified, id"
+        )
+        root = self.env.ref("base.partner_root").id
+        for outbox in pending[:limit]:
+            try:
+                with self.env.cr.savepoint():
+                    outbox.with_context(mail_notify_force_send=False).message_notify(
+                        partner_ids=outbox.user_id.partner_id.ids,
+                        author_id=root,
+                        subject=_(
+                            "Opened: %(subject)s", subject=outbox.subject or _("(no subject)")
+                        ),
+                        body=outbox._pipemail_first_open_body(),
+                    )
+            except Exception:  # noqa: BLE001 - one bad row must not block the others forever
+                _logger.exception("first-open notice of outbox %s could not be posted", outbox.id)
+            outbox.first_open_notice_pending = False
+        if len(pending) > limit:
+            self.env.ref("pipemail_sync.ir_cron_pipemail_first_open").sudo()._trigger()
+
+    def _pipemail_opened_text(self):
+        """Who opened, as far as the pixel can tell: the one recipient of an email
+        addressed to one person (each copy of an individual send is), else one of
+        all of them."""
+        subject = self.subject or _("(no subject)")
+        to, cc, bcc = self._pipemail_recipients()
+        everyone = [*to, *cc, *bcc]
+        if len(everyone) == 1:
+            return _(
+                "%(who)s opened your email “%(subject)s”.",
+                who=join_addresses(everyone),
+                subject=subject,
+            )
+        return _(
+            "One of %(who)s opened your email “%(subject)s”.",
+            who=join_addresses(everyone),
+            subject=subject,
+        )
+
+    def _pipemail_first_open_body(self):
+        """The inbox notification's text; every value escaped by Markup's ``%``."""
+        return Markup("<p>%s</p><p class='text-muted small'>%s</p>") % (
+            self._pipemail_opened_text(),
+            _(
+                "First opened %(when)s (UTC).",
+                when=fields.Datetime.to_string(self.first_open_notified),
+            ),
+        )
 
 
 class PipemailMessage(models.Model):
