@@ -132,9 +132,10 @@ def show_store(path: Path) -> None:
 DEMO_SHELL = r"""
 import sys
 sys.path.insert(0, {tools!r})
+import demo_data
 import mailgen
-result = env["pipemail.account"]._pipemail_demo_setup(
-    "127.0.0.1", {port}, {user!r}, {password!r}, security="starttls", email={owner!r},
+result = demo_data.setup(
+    env, "127.0.0.1", {port}, {user!r}, {password!r}, security="starttls", email={owner!r},
     contacts=[(c.name, c.email, c.company) for c in mailgen.contacts(7)],
 )
 print("PIPEMAIL_DEMO", result)

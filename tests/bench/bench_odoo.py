@@ -7,7 +7,7 @@
 Needs what the Odoo tier needs (an Odoo 18, PostgreSQL server binaries, Dovecot). It
 starts the harness Dovecot and a private PostgreSQL, installs crm, project, mail and the
 pipemail addons once into a template database (a salesperson, contacts, two open
-opportunities and a connected IMAP mailbox, as ``_pipemail_demo_setup`` makes them),
+opportunities and a connected IMAP mailbox, as ``tools/demo_data.py`` makes them),
 and copies that template (``createdb -T``) for each side, so both start equal:
 
 1. Odoo's native gateway: a ``fetchmail.server`` (IMAP, plain, creating crm.lead),
@@ -77,6 +77,7 @@ RESULT = "BENCH_RESULT "
 SETUP_CODE = r"""
 import sys
 sys.path.insert(0, P["tools"])
+import demo_data
 import mailgen
 ICP = env["ir.config_parameter"]
 ICP.set_param("pipemail.allow_private_hosts", "True")
@@ -85,8 +86,8 @@ ICP.set_param("pipemail.allow_private_hosts", "True")
 # become leads for the baseline to do its whole job
 ICP.set_param("mail.gateway.loop.threshold", "1000000")
 contacts = [(c.name, c.email, c.company) for c in mailgen.contacts(P["seed"] + 6)]
-out = env["pipemail.account"]._pipemail_demo_setup(
-    "127.0.0.1", P["port"], P["user"], P["password"], security="none", email=P["owner"],
+out = demo_data.setup(
+    env, "127.0.0.1", P["port"], P["user"], P["password"], security="none", email=P["owner"],
     contacts=contacts, login="demo", sync=False, commit=True,
 )
 user = env["res.users"].search([("login", "=", "demo")])
