@@ -18,48 +18,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import threading
-from datetime import timedelta
 
 import psycopg2
 
 from odoo import api, fields
 from odoo.tools import SQL
 
-_logger = logging.getLogger(__name__)
+from . import lease
 
-LEASE = timedelta(minutes=12)
-"""Longer than two runs of the 5-minute cron: a live process always renews in time."""
+_logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _watchers: dict[tuple[str, int], tuple[object, str]] = {}
 """(database, account id) -> (IdleWatcher, settings fingerprint), for this process."""
-
-
-def process_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_gone(owner: str) -> bool:
-    """The lease holder was a process of this host that no longer exists.
-
-    A recycled Odoo worker (``limit_request``, ``limit_memory_*``) or a restart leaves
-    its lease behind for up to :data:`LEASE`; without this, push would stay off that
-    long. A process of another host, or a PID reused since, still counts as alive:
-    the lease then simply runs out.
-    """
-    host, _sep, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, not ours to signal
-        return False
-    return False
 
 
 def _fingerprint(account) -> str:
@@ -113,7 +85,6 @@ def ensure_watchers(env, ids=None) -> dict[int, object]:
     from .engine import idle as pm_idle
 
     dbname = env.cr.dbname
-    me = process_id()
     now = fields.Datetime.now()
     domain = [("state", "in", ("connected", "syncing")), ("active", "=", True)]
     if ids is not None:
@@ -121,13 +92,7 @@ def ensure_watchers(env, ids=None) -> dict[int, object]:
     accounts = env["pipemail.account"].sudo().search(domain)
     wanted: dict[int, object] = {}
     for account in accounts:
-        if (
-            account.idle_owner
-            and account.idle_owner != me
-            and account.idle_until
-            and (account.idle_until > now)
-            and not _owner_gone(account.idle_owner)
-        ):
+        if not lease.PUSH.is_free(account.idle_owner, account.idle_until, now):
             continue  # another process watches it
         wanted[account.id] = account
     result = {}
@@ -159,11 +124,11 @@ def ensure_watchers(env, ids=None) -> dict[int, object]:
                 _watchers[key] = entry
             result[account_id] = entry[0]
     if result:
-        _renew_leases(env, me, now + LEASE, tuple(result))
+        _take_leases(env, tuple(result), now)
     return result
 
 
-def _renew_leases(env, owner, until, ids) -> None:
+def _take_leases(env, ids, now) -> None:
     """Write this process's push leases in a short transaction of its own.
 
     The sync cron updates the same account rows (progress, its own lease) in
@@ -178,14 +143,14 @@ def _renew_leases(env, owner, until, ids) -> None:
             cr.execute("SET LOCAL lock_timeout = '2s'")
             cr.execute(
                 SQL(
-                    "UPDATE pipemail_account SET idle_owner = %s, idle_until = %s WHERE id IN"
-                    " (SELECT id FROM pipemail_account WHERE id IN %s FOR UPDATE SKIP LOCKED)",
-                    owner,
-                    until,
+                    "SELECT id FROM pipemail_account WHERE id IN %s FOR UPDATE SKIP LOCKED",
                     ids,
                 ),
                 log_exceptions=False,  # an expected conflict, reported below
             )
+            free = [row[0] for row in cr.fetchall()]
+            if free:
+                lease.PUSH.take(cr, free, now)
     except (psycopg2.errors.SerializationFailure, psycopg2.errors.LockNotAvailable) as exc:
         _logger.info("pipemail: push lease renewal postponed: %s", exc)
 

@@ -29,7 +29,7 @@ from pipemail.types import (
     WriteResult,
 )
 
-from ..engine import (
+from .engine import (
     detect_direction,
     folder_role,
     html_to_text,
@@ -325,6 +325,9 @@ class OdooStore:
             touched = touched.exists()
             touched._refresh_from_messages()
             self._autolink(touched)
+        if self.commit:
+            # a batch stored: this worker still has the account
+            self.account._renew_lease()
         self._report_progress()
         if self.commit:
             # rows and cursor of this batch are saved together: a kill after this line
@@ -879,12 +882,9 @@ class OdooStore:
             self.cr.commit()
 
     def _report_progress(self) -> None:
-        """Initial-sync progress and backlog from what the engine said is left to fetch
-        (renews this worker's lease on the account at the same time)."""
+        """Initial-sync progress and backlog from what the engine said is left to fetch."""
         if not self._remaining:
-            # nothing known about what is left yet: keep the figures, renew the lease
-            self.account._set_progress(self.account.progress, self.account.backlog)
-            return
+            return  # nothing known about what is left yet: keep the figures
         backlog = sum(self._remaining.values())
         stored = self.env["pipemail.message"].search_count([("account_id", "=", self.account.id)])
         total = stored + backlog

@@ -7,7 +7,6 @@ and records what happened in words a salesperson can read.
 
 import logging
 import os
-import socket
 import time
 from datetime import date, timedelta
 
@@ -21,7 +20,7 @@ from odoo.tools import SQL, config
 from pipemail import errors as pm_errors
 from pipemail.types import AccountConfig, OAuth2Auth, PasswordAuth, ServerConfig
 
-from .. import access, engine, oauth
+from .. import access, engine, lease, oauth
 from ..engine import secrets as pm_secrets
 from ..notifications import notification
 from ..routes import OAUTH_START
@@ -29,9 +28,6 @@ from ..routes import OAUTH_START
 _logger = logging.getLogger(__name__)
 
 HISTORY_MONTHS = {"1m": 1, "3m": 3, "6m": 6, "1y": 12, "2y": 24, "all": 0}
-LOCK_LEASE = timedelta(minutes=10)
-"""How long a worker owns an account without renewing; renewed at every batch, so a
-worker that dies releases its accounts after this delay."""
 MAX_BACKOFF = timedelta(hours=6)
 PROVIDER_DEFAULTS = {
     "gmail": {
@@ -801,66 +797,61 @@ class PipemailAccount(models.Model):
     # ------------------------------------------------------------------ sync (cron)
 
     @api.model
-    def _worker_id(self):
-        return f"{socket.gethostname()}:{os.getpid()}"
-
-    @api.model
     def _acquire_next(self, ids=None, exclude=()):
         """Claim one due account for this worker, or return an empty recordset.
 
         ``FOR UPDATE SKIP LOCKED`` lets several workers (threads, processes, servers)
         scan the table at once without waiting on each other; the lease written
-        afterwards keeps the account ours across the per-batch commits, which release
-        row locks.
+        afterwards (:data:`..lease.SYNC`) keeps the account ours across the per-batch
+        commits, which release row locks. A lease left by a dead process of this host
+        is taken over at once.
         """
-        self.env.cr.execute(
-            SQL(
-                """
-                SELECT id FROM pipemail_account
-                 WHERE active
-                   AND state IN ('connected', 'syncing', 'error')
-                   AND (next_attempt IS NULL OR next_attempt <= %(now)s)
-                   AND (sync_lock_until IS NULL OR sync_lock_until < %(now)s)
-                   AND (%(all)s OR id = ANY(%(ids)s))
-                   AND NOT id = ANY(%(exclude)s)
-                 ORDER BY last_attempt NULLS FIRST, id
-                 LIMIT 1
-                 FOR UPDATE SKIP LOCKED
-                """,
-                now=fields.Datetime.now(),
-                all=ids is None,
-                ids=list(ids or []),
-                exclude=list(exclude),
+        now = fields.Datetime.now()
+        skipped = list(exclude)
+        # one row locked at a time: a row locked and not taken would hide it from
+        # the other workers until this one commits
+        for _attempt in range(20):
+            self.env.cr.execute(
+                SQL(
+                    """
+                    SELECT id, locked_by, sync_lock_until FROM pipemail_account
+                     WHERE active
+                       AND state IN ('connected', 'syncing', 'error')
+                       AND (next_attempt IS NULL OR next_attempt <= %(now)s)
+                       AND %(free)s
+                       AND (%(all)s OR id = ANY(%(ids)s))
+                       AND NOT id = ANY(%(skipped)s)
+                     ORDER BY last_attempt NULLS FIRST, id
+                     LIMIT 1
+                     FOR UPDATE SKIP LOCKED
+                    """,
+                    now=now,
+                    free=lease.SYNC.maybe_free_sql(now),
+                    all=ids is None,
+                    ids=list(ids or []),
+                    skipped=skipped,
+                )
             )
-        )
-        row = self.env.cr.fetchone()
-        if not row:
-            return self.browse()
-        account = self.browse(row[0])
-        account._take_lease()
-        return account
+            row = self.env.cr.fetchone()
+            if not row:
+                break
+            account_id, owner, until = row
+            if not lease.SYNC.is_free(owner, until, now):
+                skipped.append(account_id)  # held by a live process of this host
+                continue
+            account = self.browse(account_id)
+            lease.SYNC.take(self.env.cr, account.ids, now)
+            account.invalidate_recordset(["sync_lock_until", "locked_by"])
+            return account
+        return self.browse()
 
-    def _take_lease(self):
-        self.ensure_one()
-        self.env.cr.execute(
-            SQL(
-                "UPDATE pipemail_account SET sync_lock_until = %s, locked_by = %s WHERE id = %s",
-                fields.Datetime.now() + LOCK_LEASE,
-                self._worker_id(),
-                self.id,
-            )
-        )
-        self.invalidate_recordset(["sync_lock_until", "locked_by"])
+    def _renew_lease(self):
+        """Keep this worker's sync lease on the account (after each stored batch)."""
+        lease.SYNC.renew(self.env.cr, self.ids, fields.Datetime.now())
+        self.invalidate_recordset(["sync_lock_until"])
 
     def _release_lease(self):
-        self.env.cr.execute(
-            SQL(
-                "UPDATE pipemail_account SET sync_lock_until = NULL, locked_by = NULL"
-                " WHERE id IN %s AND locked_by = %s",
-                tuple(self.ids),
-                self._worker_id(),
-            )
-        )
+        lease.SYNC.release(self.env.cr, self.ids)
         self.invalidate_recordset(["sync_lock_until", "locked_by"])
 
     @api.model
@@ -894,7 +885,7 @@ class PipemailAccount(models.Model):
         that their transaction can be rolled back.
         """
         self.ensure_one()
-        from .pipemail_store import OdooStore
+        from ..store import OdooStore
 
         account = self.sudo()
         now = fields.Datetime.now()
@@ -1012,121 +1003,7 @@ class PipemailAccount(models.Model):
             lambda a: a.activity_type_id == activity_type
         ).action_feedback(feedback=_("The mailbox syncs again."))
 
-    # ------------------------------------------------------------------ demo
-
-    @api.model
-    def _pipemail_demo_setup(
-        self,
-        host,
-        port,
-        username,
-        password,
-        security="starttls",
-        email=None,
-        contacts=(),
-        login="demo",
-        sync=True,
-        commit=True,
-    ):
-        """Demo data for ``scripts/setup.sh``: a salesperson, contacts, leads and their
-        mailbox on a (local) IMAP server, synced. Idempotent: run it again to resync.
-
-        ``contacts``: iterable of ``(name, email, company name)``; each company gets a
-        company contact, and the first two companies an open opportunity owned by the
-        demo user, so automatic linking has something to find.
-        Returns ``{"login", "password", "account_id", "state", "messages", "threads",
-        "linked", "error"}``.
-        """
-        env = self.env(su=True)
-        env["ir.config_parameter"].set_param("pipemail.allow_private_hosts", "True")
-        email = (email or (username if "@" in username else f"{username}@demo.example")).lower()
-        Users = env["res.users"].with_context(no_reset_password=True)
-        user = Users.search([("login", "=", login)], limit=1)
-        if not user:
-            user = Users.create(
-                {
-                    "name": "Demo Salesperson",
-                    "login": login,
-                    "password": login,
-                    "email": email,
-                    "groups_id": [
-                        (4, env.ref("sales_team.group_sale_salesman_all_leads").id),
-                        (4, env.ref("project.group_project_user").id),
-                    ],
-                }
-            )
-        Partner = env["res.partner"]
-        companies = {}
-        for name, address, company_name in contacts:
-            company = companies.get(company_name)
-            if company is None and company_name:
-                company = Partner.search(
-                    [("name", "=", company_name), ("is_company", "=", True)], limit=1
-                ) or Partner.create(
-                    {
-                        "name": company_name,
-                        "is_company": True,
-                        "email": f"info@{address.rpartition('@')[2]}",
-                    }
-                )
-                companies[company_name] = company
-            if not Partner.search([("email_normalized", "=", address.lower())], limit=1):
-                Partner.create(
-                    {"name": name, "email": address, "parent_id": company.id if company else False}
-                )
-        Lead = env["crm.lead"]
-        for company in list(companies.values())[:2]:
-            if not Lead.search([("partner_id", "child_of", company.id)], limit=1):
-                contact = company.child_ids[:1] or company
-                Lead.create(
-                    {
-                        "name": f"{company.name}: office furniture",
-                        "type": "opportunity",
-                        "partner_id": contact.id,
-                        "user_id": user.id,
-                    }
-                )
-        account = self.sudo().search([("user_id", "=", user.id), ("email", "=", email)], limit=1)
-        values = {
-            "imap_host": host,
-            "imap_port": int(port),
-            "imap_security": security,
-            "username": username,
-        }
-        if account:
-            account.write(values)
-        else:
-            account = self.sudo().create(
-                dict(
-                    values,
-                    name=f"{user.name} ({email})",
-                    email=email,
-                    user_id=user.id,
-                    kind="personal",
-                    provider="imap",
-                    history="all",
-                )
-            )
-        account.password = password
-        check = account._action_test_connection()
-        if commit:
-            # the demo user, contacts and mailbox stay even if the sync below fails
-            self.env.cr.commit()
-        if sync and account.state == "connected":
-            account._sync(commit=commit)
-        account.invalidate_recordset()
-        threads = env["pipemail.thread"].search([("account_id", "=", account.id)])
-        return {
-            "login": login,
-            "password": login,
-            "account_id": account.id,
-            "state": account.state,
-            "messages": account.message_total,
-            "threads": len(threads),
-            "linked": len(threads.filtered(lambda t: t.lead_id or t.project_id)),
-            "error": account.last_error
-            or ("" if account.state == "connected" else check["params"]["message"]),
-        }
+    # ------------------------------------------------------------------ push
 
     @api.model
     def _cron_idle_watchers(self):
@@ -1136,28 +1013,25 @@ class PipemailAccount(models.Model):
         idle.ensure_watchers(self.env)
 
     def _set_progress(self, progress, backlog):
-        """Called by the store after each committed batch; also renews the lease.
+        """Initial-sync figures, written by the store after each committed batch.
 
         Another transaction (the push watcher's lease, a user's edit) may have updated
         the row since this batch's snapshot: under REPEATABLE READ that is a
-        serialization error. Progress is advisory and the lease is renewed by the next
-        batch, so such a conflict skips this update instead of failing the batch.
+        serialization error. Progress is advisory, so such a conflict skips this update
+        instead of failing the batch.
         """
         self.ensure_one()
         try:
             with self.env.cr.savepoint(flush=False):
                 self.env.cr.execute(
                     SQL(
-                        "UPDATE pipemail_account SET progress = %s, backlog = %s,"
-                        " sync_lock_until = CASE WHEN locked_by IS NULL THEN NULL ELSE %s END"
-                        " WHERE id = %s",
+                        "UPDATE pipemail_account SET progress = %s, backlog = %s WHERE id = %s",
                         max(0, min(100, int(progress))),
                         max(0, int(backlog)),
-                        fields.Datetime.now() + LOCK_LEASE,
                         self.id,
                     ),
                     log_exceptions=False,  # an expected conflict, reported below
                 )
         except psycopg2.errors.SerializationFailure:
             _logger.info("pipemail: progress of account %s not saved (concurrent update)", self.id)
-        self.invalidate_recordset(["progress", "backlog", "sync_lock_until"])
+        self.invalidate_recordset(["progress", "backlog"])

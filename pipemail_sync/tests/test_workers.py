@@ -22,6 +22,7 @@ from odoo.sql_db import db_connect
 from odoo.tests import tagged
 from odoo.tools import config
 
+from .. import lease
 from .common import PipemailDovecotCase, make_mail
 
 _logger = logging.getLogger(__name__)
@@ -93,6 +94,26 @@ class TestWorkers(PipemailDovecotCase):
                 env3.cr.commit()
                 self.assertEqual(env3["pipemail.account"]._acquire_next(ids).id, picked1.id)
                 env3.cr.rollback()
+                # a lease left by a process of this host that is gone (a recycled worker)
+                # is taken over at once; one of a live process or of another host is not
+                gone = subprocess.Popen(["true"])
+                gone.wait()
+                for owner, taken in (
+                    (f"{socket.gethostname()}:{os.getppid()}", False),
+                    (f"another-host.example:{gone.pid}", False),
+                    (f"{socket.gethostname()}:{gone.pid}", True),
+                ):
+                    env3.cr.execute(
+                        "UPDATE pipemail_account SET locked_by = %s, sync_lock_until ="
+                        " now() at time zone 'utc' + interval '5 minutes' WHERE id IN %s",
+                        [owner, tuple(ids)],
+                    )
+                    env3.cr.commit()
+                    picked = env3["pipemail.account"]._acquire_next(ids)
+                    self.assertEqual(bool(picked), taken, owner)
+                    if picked:
+                        self.assertEqual(picked.locked_by, lease.process_id())
+                    env3.cr.rollback()
 
     def test_push_lease_and_sync_progress_never_fail_each_other(self):
         """At server start the sync cron and the push-watcher cron both update the
@@ -105,18 +126,23 @@ class TestWorkers(PipemailDovecotCase):
             # a sync batch is under way: its snapshot is taken
             sync_env.cr.execute("SELECT progress FROM pipemail_account WHERE id = %s", [account.id])
             # the watcher cron renews its lease meanwhile, in its own transaction
-            idle._renew_leases(sync_env, "watcher-1", "2099-01-01 00:00:00", (account.id,))
+            first = fields.Datetime.to_datetime("2099-01-01 00:00:00")
+            idle._take_leases(sync_env, (account.id,), first)
             # the batch ends: its progress update must not fail it
             sync_env["pipemail.account"].browse(account.id)._set_progress(40, 60)
             sync_env.cr.commit()
             # while a batch holds the row, a lease renewal skips it without waiting
             sync_env["pipemail.account"].browse(account.id)._set_progress(50, 50)
-            idle._renew_leases(sync_env, "watcher-2", "2099-01-01 00:00:00", (account.id,))
+            idle._take_leases(sync_env, (account.id,), first + timedelta(days=30))
             sync_env.cr.commit()
             sync_env.cr.execute(
-                "SELECT idle_owner, progress FROM pipemail_account WHERE id = %s", [account.id]
+                "SELECT idle_owner, idle_until, progress FROM pipemail_account WHERE id = %s",
+                [account.id],
             )
-            self.assertEqual(sync_env.cr.fetchone(), ("watcher-1", 50))
+            self.assertEqual(
+                sync_env.cr.fetchone(),
+                (lease.process_id(), first + lease.PUSH.duration, 50),
+            )
 
     def test_cron_commits_per_batch_and_releases(self):
         login = self.dovecot.add_user()
@@ -231,7 +257,7 @@ class TestWorkers(PipemailDovecotCase):
                 # the same process keeps its watcher; the lease says so
                 self.assertIs(idle.ensure_watchers(env, ids=[account.id])[account.id], watcher)
                 account.invalidate_recordset()
-                self.assertEqual(account.idle_owner, idle.process_id())
+                self.assertEqual(account.idle_owner, lease.process_id())
 
                 appended = time.monotonic()
                 self.deliver(login, make_mail(subject="Pushed", message_id="<push@x.example>"))
@@ -276,7 +302,7 @@ class TestWorkers(PipemailDovecotCase):
                     self.assertEqual(account.id in watchers, taken, owner)
                 watcher = watchers[account.id]
                 account.invalidate_recordset()
-                self.assertEqual(account.idle_owner, idle.process_id())
+                self.assertEqual(account.idle_owner, lease.process_id())
                 # a disconnected account loses its watcher
                 account.state = "disabled"
                 env.cr.commit()
