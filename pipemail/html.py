@@ -1,11 +1,11 @@
 """Small lxml helpers for the HTML we *send*: parsing, plain-text rendering, direction.
 
-Outgoing bodies come from the Odoo composer (already sanitised by ``html_sanitize``)
+Outgoing bodies come from the Odoo composer (already sanitized by ``html_sanitize``)
 and are then touched twice by the engine: right-to-left marking here and tracking
 instrumentation in :mod:`pipemail.tracking`. Both need the same "always a full
 document with a body" view of the markup, so parsing lives in one place.
 
-Nothing here sanitises untrusted HTML for display; that is Odoo's ``html_sanitize``
+Nothing here sanitizes untrusted HTML for display; that is Odoo's ``html_sanitize``
 on the way in. These helpers only keep well-formed markup well-formed.
 """
 
@@ -72,7 +72,7 @@ def body_of(root: lxml.html.HtmlElement) -> lxml.html.HtmlElement:
 
 
 def to_html(root: lxml.html.HtmlElement) -> str:
-    """Serialise a document from :func:`parse_document` as HTML5 text."""
+    """Serialize a document from :func:`parse_document` as HTML5 text."""
     text: str = lxml.html.tostring(
         root, encoding="unicode", method="html", doctype="<!DOCTYPE html>"
     )

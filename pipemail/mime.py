@@ -15,7 +15,7 @@ message is parsed once, cheaply, and we decode exactly the headers we need:
 * addresses: ``email.utils.getaddresses`` on the raw value, display names decoded
   afterwards, garbage skipped.
 
-**Address normalisation**: the whole address is lower-cased; the domain is stored as
+**Address normalization**: the whole address is lower-cased; the domain is stored as
 ASCII (IDNA A-labels, ``xn--``) when it converts, else lower-case Unicode as given; the
 local part stays Unicode (RFC 6532). Lower-casing the local part is not strictly RFC
 correct but is what every CRM match needs.
@@ -97,7 +97,7 @@ def parse_message(
     internaldate: datetime | None = None,
     keep_attachment_content: bool = True,
 ) -> ParsedMessage:
-    """Normalise one raw RFC 5322 message. Never raises.
+    """Normalize one raw RFC 5322 message. Never raises.
 
     ``internaldate`` (the server's arrival time) is used when the Date header is
     missing or unreadable. With ``keep_attachment_content=False`` attachments keep
@@ -157,7 +157,7 @@ class _ShallowMessage(Message):
 
     Enclosed messages (forwards, bounces) are stored as ``.eml`` attachments, not read,
     so letting the feed parser build them part by part is wasted work (``enclosed-
-    endless.eml``: 0.1 s to parse, 0.4 s more to serialise back) and its recursion is
+    endless.eml``: 0.1 s to parse, 0.4 s more to serialize back) and its recursion is
     the main deep-nesting risk. The parser asks ``get_content_maintype()`` /
     ``get_content_type()`` to decide; everything in this module reads the real type
     through :func:`_ctype`.

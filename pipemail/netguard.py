@@ -157,7 +157,7 @@ def _literal(host: str) -> IPAddress | None:
     return None
 
 
-def _normalise(host: str) -> str:
+def _normalize(host: str) -> str:
     """The ASCII form getaddrinfo would look up, so our checks see what it sees.
 
     Python IDNA-encodes non-ASCII names before resolving; full-width digits
@@ -200,7 +200,7 @@ def check_host(
     local resolver gives, such as a name with one public and one loopback record.
     """
     check_port(port, allow_private=allow_private)
-    host = _normalise(host)
+    host = _normalize(host)
     literal = _literal(host)
     if literal is not None:
         addresses: list[IPAddress] = [literal]

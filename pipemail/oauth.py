@@ -95,7 +95,7 @@ T = TypeVar("T")
 
 @dataclass
 class _TokenFailure(Exception):
-    """A token endpoint answer that is not a token, normalised across google-auth/msal."""
+    """A token endpoint answer that is not a token, normalized across google-auth/msal."""
 
     error: str
     description: str = ""

@@ -96,7 +96,7 @@ class OutgoingMessage:
     plain links in the text part (otherwise it carries the tracking URLs). ``bcc``
     addresses are only envelope recipients and never appear in the headers.
     ``message_id`` should be set by the caller and stored *before* sending: it is what
-    makes a retry recognisable (see :func:`pipemail.smtp.send_with_retry`).
+    makes a retry recognizable (see :func:`pipemail.smtp.send_with_retry`).
     """
 
     sender: Address
@@ -175,7 +175,7 @@ def _header_address(addr: Address, role: str) -> HeaderAddress:
     )
 
 
-def normalise_message_id(value: str) -> str:
+def normalize_message_id(value: str) -> str:
     """``<id@domain>`` form of a Message-ID given with or without brackets."""
     check_header_value("Message-ID", value)
     value = value.strip()
@@ -222,7 +222,7 @@ def reply_headers(
     capped at :data:`MAX_REFERENCES`, keeping the thread's root and its most recent
     ancestors.
     """
-    parent = normalise_message_id(parent_message_id)
+    parent = normalize_message_id(parent_message_id)
     refs = parse_message_ids(parent_references)
     if not refs and parent_in_reply_to:
         in_reply = parse_message_ids(parent_in_reply_to)
@@ -376,9 +376,9 @@ def build_mime(
     reply_to = [_header_address(a, "reply-to") for a in msg.reply_to]
     if not msg.recipients:
         raise InvalidHeader("The email has no recipient.")
-    message_id = normalise_message_id(msg.message_id) if msg.message_id else make_message_id(domain)
-    in_reply_to = normalise_message_id(msg.in_reply_to) if msg.in_reply_to else ""
-    references = [normalise_message_id(r) for r in msg.references]
+    message_id = normalize_message_id(msg.message_id) if msg.message_id else make_message_id(domain)
+    in_reply_to = normalize_message_id(msg.in_reply_to) if msg.in_reply_to else ""
+    references = [normalize_message_id(r) for r in msg.references]
     extra: list[tuple[str, str]] = []
     for name, value in msg.headers.items():
         if not _HEADER_NAME.match(name or ""):

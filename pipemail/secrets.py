@@ -15,7 +15,7 @@ file, passed in by the caller); a dump alone yields only ciphertext.
   copying another user's encrypted token into your own record yields an error, not
   their mailbox.
 * Values carry a version prefix (``pm1:``) so the scheme can change later and so a
-  plaintext left over from before encryption is recognisable.
+  plaintext left over from before encryption is recognizable.
 * Key rotation: :func:`decrypt` accepts several keys (newest first) and
   :func:`reencrypt` moves a value to the newest one.
 """

@@ -546,7 +546,7 @@ def _require_message_id(raw: bytes) -> None:
     if not _MESSAGE_ID_HEADER.search(head):
         raise ValueError(
             "send_with_retry needs a message with a Message-ID header: the stable id is "
-            "what lets the caller, the server and the Sent folder recognise a retry"
+            "what lets the caller, the server and the Sent folder recognize a retry"
         )
 
 

@@ -10,7 +10,7 @@ Two entry points share one notion of a thread key:
 
 Rules (RELIABILITY.md): Gmail's thread id wins; then header evidence (In-Reply-To,
 References newest first); a subject match alone may join a thread only with the same
-normalised subject, at least two shared participants, within one owner's mailbox and
+normalized subject, at least two shared participants, within one owner's mailbox and
 a time window. Threads never span owners: every lookup is scoped by owner, and thread
 keys are only unique *within* an owner, so stores must key threads by
 ``(owner, thread_key)``.
@@ -139,7 +139,7 @@ def thread_messages(
     would form a cycle refused. The key of every message is :func:`key_for_root` of
     its tree's root, so it agrees with :func:`new_thread_key`.
 
-    With ``subject_window`` set, trees with the same normalised subject, at least two
+    With ``subject_window`` set, trees with the same normalized subject, at least two
     shared participants and dates within the window are merged (the only subject rule
     allowed); without it subjects are ignored. Callers pass one owner's messages only.
     """
@@ -261,7 +261,7 @@ class ThreadLookup(Protocol):
         until: datetime | None = None,
     ) -> Sequence[tuple[str, set[str]]]:
         """``(thread key, participant e-mails)`` of ``owner``'s threads with this
-        normalised subject and a message dated in ``[since, until]``, most recent
+        normalized subject and a message dated in ``[since, until]``, most recent
         first."""
         ...
 
@@ -324,7 +324,7 @@ class MemoryThreadLookup:
     ``record`` files a message under a key; ``place`` = assign (or start) + record.
 
     Indexed so it stays fast on big mailboxes: Message-IDs and references map to their
-    thread, and every (person, normalised subject) pair of a thread is indexed. Asked
+    thread, and every (person, normalized subject) pair of a thread is indexed. Asked
     directly, ``threads_for_subject`` answers the protocol's question (every thread
     with the subject). While ``place`` decides, it answers only the threads the subject
     rule can accept for the message being placed (at least two shared participants):

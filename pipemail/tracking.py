@@ -179,7 +179,7 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _URL_SAFE = "/?#[]@!$&'()*+,;=:-._~%"
 
 
-def _normalise_host(host: str) -> str | None:
+def _normalize_host(host: str) -> str | None:
     if host.startswith("["):
         m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]", host)
         if not m:
@@ -205,7 +205,7 @@ def _normalise_host(host: str) -> str | None:
 
 
 def safe_redirect_target(url: str | None) -> str | None:
-    """``url`` normalised if it is a plain absolute http(s) URL, else ``None``.
+    """``url`` normalized if it is a plain absolute http(s) URL, else ``None``.
 
     Refused: anything not starting with ``http://`` or ``https://`` (so ``//evil``,
     ``/\\evil``, ``https:evil``, ``javascript:``, ``data:``, relative paths), any
@@ -241,7 +241,7 @@ def safe_redirect_target(url: str | None) -> str | None:
         if not port.isdigit() or not port.isascii() or not 0 < int(port) < 65536:
             return None
         port = "" if int(port) == (443 if scheme == "https" else 80) else str(int(port))
-    norm_host = _normalise_host(host)
+    norm_host = _normalize_host(host)
     if norm_host is None:
         return None
     if not rest.startswith("/"):

@@ -22,7 +22,7 @@ _NAME_SPECIALS = frozenset(',;<>@"()[]:\\')
 
 @dataclass(frozen=True)
 class Address:
-    """One mailbox: ``email`` is normalised (lower-case, IDNA domain), ``name`` decoded."""
+    """One mailbox: ``email`` is normalized (lower-case, IDNA domain), ``name`` decoded."""
 
     email: str
     name: str = ""
@@ -56,7 +56,7 @@ class Attachment:
 
 @dataclass
 class ParsedMessage:
-    """A message normalised once, whatever shape it arrived in.
+    """A message normalized once, whatever shape it arrived in.
 
     ``parse_error`` is set (and ``raw`` kept) when the message could not be fully
     understood: callers store it anyway, so nothing is ever dropped.

@@ -1,6 +1,6 @@
 {
     "name": "Pipemail: Group Email, Automations and Reports",
-    "summary": "Personalised group email from the salesperson's own mailbox, email "
+    "summary": "Personalized group email from the salesperson's own mailbox, email "
     "automations and follow-ups, and an email performance report",
     "version": "18.0.1.0.0",
     "category": "Sales/CRM",

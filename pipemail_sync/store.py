@@ -186,7 +186,7 @@ class OdooStore:
         return label
 
     def _load_partners(self, emails: Iterable[str]) -> None:
-        """Existing contacts by normalised email, one query per batch (never created)."""
+        """Existing contacts by normalized email, one query per batch (never created)."""
         missing = {e for e in emails if e and e not in self._partners}
         if not missing:
             return
@@ -722,7 +722,7 @@ class OdooStore:
             or False,
             "partner_ids": [(6, 0, sorted(partner_ids))],
             "date": _utc_naive(parsed.date or rm.internaldate) or fields.Datetime.now(),
-            # sanitised by the field (html_sanitize) on the way in
+            # sanitized by the field (html_sanitize) on the way in
             "body_html": body_html or (plaintext2html(body_text) if body_text else False),
             "body_text": body_text or False,
             "snippet": parsed.snippet or False,
@@ -744,7 +744,7 @@ class OdooStore:
     def write_sent(self, rm: RemoteMessage, thread=None, *, body_html=None, extra=None):
         """A message sent from Odoo, written exactly as the sync writes its Sent copy
         (same keys, addresses, snippet, visibility, thread references), so the copy
-        the sync meets later is recognised as this row and a test can compare the two.
+        the sync meets later is recognized as this row and a test can compare the two.
 
         ``thread``: the conversation it answers, else found or started by its headers;
         ``body_html``: the HTML as written, when the bytes sent carry tracking;

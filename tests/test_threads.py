@@ -183,7 +183,7 @@ def test_incremental_agrees_with_batch() -> None:
 def test_subject_join_with_two_shared_participants() -> None:
     lookup = MemoryThreadLookup()
     key = lookup.place("ann", m("a", subject="Renewal 2024"))
-    # no headers (client dropped them), same people, same normalised subject
+    # no headers (client dropped them), same people, same normalized subject
     later = m("b", subject="RE: [crm] Renewal 2024", date=T0 + timedelta(days=5))
     assert assign_thread(later, owner="ann", lookup=lookup) == key
 

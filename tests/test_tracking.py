@@ -155,7 +155,7 @@ def test_safe_redirect_target_refuses(url):
 
 
 @pytest.mark.parametrize(
-    ("url", "normalised"),
+    ("url", "normalized"),
     [
         ("https://example.com/a?b=1&c=2#f", "https://example.com/a?b=1&c=2#f"),
         ("HTTPS://Example.COM", "https://example.com/"),
@@ -168,9 +168,9 @@ def test_safe_redirect_target_refuses(url):
         ("https://example.com?x", "https://example.com/?x"),
     ],
 )
-def test_safe_redirect_target_normalises(url, normalised):
-    assert safe_redirect_target(url) == normalised
-    assert safe_redirect_target(normalised) == normalised  # stable
+def test_safe_redirect_target_normalizes(url, normalized):
+    assert safe_redirect_target(url) == normalized
+    assert safe_redirect_target(normalized) == normalized  # stable
 
 
 def test_click_resolves_only_to_the_stored_target():

@@ -203,7 +203,7 @@ def summary_prompt(
     messages: Sequence[ThreadMessage], endpoint: Endpoint, *, language: str = ""
 ) -> Prompt:
     task = (
-        f"Summarise this email conversation for the salesperson in at most {MAX_POINTS} "
+        f"Summarize this email conversation for the salesperson in at most {MAX_POINTS} "
         "short points. Each point has a kind: request (who wants what), decision (what "
         "was agreed), question (what is still open), next_step (who does what next, with "
         "the date). Keep names, companies, amounts, quantities and dates. Each point cites "

@@ -88,7 +88,7 @@ class PipemailTrackingController(http.Controller):
         if not isinstance(target, str):
             return _miss()
         response = Response(status=302, headers=NO_STORE)
-        # already normalised by safe_redirect_target: absolute http(s), no CR/LF, no
+        # already normalized by safe_redirect_target: absolute http(s), no CR/LF, no
         # user-info, percent-encoded; set as is (werkzeug would re-resolve a relative one)
         response.headers["Location"] = target
         response.autocorrect_location_header = False

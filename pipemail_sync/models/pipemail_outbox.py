@@ -7,7 +7,7 @@ happen:
 
 - ``queued``: the bytes are built and stored together with their Message-ID, before
   any server sees them. A retry sends exactly these bytes, so the recipient's mail
-  client, the provider and our Sent-folder sync all recognise a repeat.
+  client, the provider and our Sent-folder sync all recognize a repeat.
 - ``sending``: claimed by one worker (an UPDATE guarded by the state, committed
   before connecting). A worker that dies here leaves the row in ``sending``; the
   cron turns it into ``uncertain`` after a while instead of sending it again.

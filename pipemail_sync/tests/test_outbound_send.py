@@ -2,7 +2,7 @@
 
 What arrives at the aiosmtpd sink is read byte for byte (headers, alternatives,
 attachments, rewritten links, pixel); the Sent folder is a real Dovecot, and the sync
-that reads it back must recognise the sent email instead of storing it twice.
+that reads it back must recognize the sent email instead of storing it twice.
 """
 
 import base64
@@ -269,7 +269,7 @@ class TestOutboundSend(PipemailOutboundCase):
 
     # ------------------------------------------------------------------ Sent reconciliation
 
-    def test_provider_sent_copy_is_recognised(self):
+    def test_provider_sent_copy_is_recognized(self):
         """Gmail and Microsoft file the sent mail themselves, with other bytes (headers
         added, another key): the sync must attach it to the email we recorded."""
         with patch.object(outbox_module, "PROVIDERS_SAVING_SENT", ("imap",)):
@@ -716,7 +716,7 @@ class TestOutboundSend(PipemailOutboundCase):
         self.assertEqual([len(m.attachment_ids) for m in sent], [1, 1, 1])
         self.assertEqual(outboxes.mapped("partner_id"), self.customer, "Carla's copy")
 
-        # each copy APPENDed to Sent once; the sync recognises all three
+        # each copy APPENDed to Sent once; the sync recognizes all three
         self.assertEqual(outboxes.mapped("sent_copy_state"), ["done"] * 3)
         for outbox in outboxes:
             self.assertEqual(self.sent_folder_copies(outbox.message_id_header), 1)

@@ -177,7 +177,7 @@ class TestSync(PipemailDovecotCase):
             self.assertTrue(
                 message.raw_attachment_id, "a message read with errors keeps its original"
             )
-        # what is stored is valid, sanitised text
+        # what is stored is valid, sanitized text
         for message in messages:
             self.assertNotIn("<script", str(message.body_html or "").lower())
 

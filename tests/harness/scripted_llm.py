@@ -5,7 +5,7 @@ Where a test needs an exact answer or a fault that a real server cannot be told 
 produce, this server plays one from a script: each chat request takes the next
 :class:`Step` (malformed JSON, prose around fenced JSON, a 429 with Retry-After then a
 success, a 500, a hang past the client's timeout, a dropped connection, a slow stream).
-With the script empty it answers a fixed, schema-shaped answer, recognised from the
+With the script empty it answers a fixed, schema-shaped answer, recognized from the
 request's schema (summary, replies, draft), so it also serves as a predictable endpoint.
 
 It speaks what the ``openai`` package uses: ``GET /v1/models`` and
