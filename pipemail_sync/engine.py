@@ -14,7 +14,9 @@ What is here:
 * functions that turn the sync's and the connection check's reports into the small
   shapes the models need (:func:`check_account`, :func:`sync_account`), in the user's
   words;
-* the address helpers with a UserError in the user's language (:func:`parse_addresses`).
+* the address helpers with a UserError in the user's language (:func:`parse_addresses`);
+* an engine error's message in the user's language when it is a fixed one
+  (:func:`error_message`).
 
 Nothing else of the engine (``pipemail.sync``, ``pipemail.imap``, ``pipemail.check``...)
 is imported by an addon.
@@ -104,6 +106,17 @@ def _note(env, note) -> str:
             **params,
         )
     return str(note)
+
+
+def error_message(env, exc) -> str:
+    """An engine error's message in the user's language, for the errors whose message
+    is fixed (the engine's own messages are English); any other error as the engine
+    wrote it."""
+    if getattr(exc, "code", "") == "host_refused":
+        return env._(
+            "This server address is not allowed. Ask an administrator if it is a private server."
+        )
+    return str(exc)
 
 
 def check_account(env, config) -> CheckResult:

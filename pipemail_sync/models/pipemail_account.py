@@ -315,7 +315,7 @@ class PipemailAccount(models.Model):
                     _logger.info(
                         "pipemail: refused host for account %s: %s", account.id, exc.detail
                     )
-                    raise UserError(str(exc))
+                    raise UserError(engine.error_message(self.env, exc))
                 except pm_errors.ConnectFailed:
                     # an unknown name is reported by "Test connection"; typing it is not a crime
                     continue
@@ -672,7 +672,9 @@ class PipemailAccount(models.Model):
                 sudo_self.write({"last_error": str(exc), "error_code": exc.code})
             else:
                 self._record_failure(exc, notify=False)
-            return notification(_("Connection failed"), str(exc), "danger")
+            return notification(
+                _("Connection failed"), engine.error_message(self.env, exc), "danger"
+            )
         except UserError as exc:
             return notification(_("Connection failed"), exc.args[0], "warning")
         if report.folders:
