@@ -171,7 +171,7 @@ class _Client(IMAPClient):
             ssl_context=ctx,
             timeout=server.timeout,
         )
-        self.normalize_times = False
+        self.normalise_times = False  # imapclient spells it so
         if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
             # imapclient turns imaplib's per-line debug output on and routes it to a
             # logger; one call per response line is measurable on a large FETCH.

@@ -332,7 +332,7 @@ def fast_parse_fetch(data: Sequence[Any]) -> dict[int, dict[bytes, Any]]:
             if name == b"INTERNALDATE":
                 if not isinstance(value, bytes):
                     raise _Unparsable("INTERNALDATE")
-                msg[name] = parse_to_datetime(value, normalize=False)
+                msg[name] = parse_to_datetime(value, normalise=False)  # imapclient spells it so
             elif isinstance(value, list):
                 msg[name] = _as_tuple(value)
             else:
