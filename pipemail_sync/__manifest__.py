@@ -32,6 +32,7 @@
         "views/pipemail_tracking_views.xml",
         "views/pipemail_outbox_views.xml",
         "wizards/pipemail_compose_views.xml",
+        "views/pipemail_outbox_schedule_views.xml",
         "data/pipemail_outbox_data.xml",
     ],
     "assets": {

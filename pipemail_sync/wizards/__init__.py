@@ -1,2 +1,3 @@
 from . import pipemail_link_wizard
 from . import pipemail_compose
+from . import pipemail_compose_schedule
