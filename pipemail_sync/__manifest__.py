@@ -33,6 +33,8 @@
         "views/pipemail_outbox_views.xml",
         "wizards/pipemail_compose_views.xml",
         "views/pipemail_outbox_schedule_views.xml",
+        "security/pipemail_draft_rules.xml",
+        "views/pipemail_draft_views.xml",
         "data/pipemail_outbox_data.xml",
     ],
     "assets": {

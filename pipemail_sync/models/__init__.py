@@ -16,4 +16,6 @@ from . import pipemail_visibility
 from . import res_users
 from . import pipemail_outbox
 from . import pipemail_outbox_schedule
+from . import pipemail_draft
+from . import pipemail_thread_draft
 from . import pipemail_tracking

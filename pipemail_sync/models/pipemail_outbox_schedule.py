@@ -112,15 +112,7 @@ class PipemailOutbox(models.Model):
         """Take the emails back and open them in a composer, as the user."""
         self._pipemail_take_back()
         composer = self.env["pipemail.compose"].create(self._pipemail_composer_values())
-        return {
-            "type": "ir.actions.act_window",
-            "name": _("Write an Email"),
-            "res_model": "pipemail.compose",
-            "res_id": composer.id,
-            "view_mode": "form",
-            "views": [[self.env.ref("pipemail_sync.pipemail_compose_view_form").id, "form"]],
-            "target": "new",
-        }
+        return composer._pipemail_form_action()
 
     # ------------------------------------------------------------------ buttons
 
