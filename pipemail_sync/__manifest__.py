@@ -43,5 +43,8 @@
             "pipemail_sync/static/src/**/*.scss",
             "pipemail_sync/static/src/**/*.xml",
         ],
+        "web.assets_tests": [
+            "pipemail_sync/static/tests/tours/*.js",
+        ],
     },
 }

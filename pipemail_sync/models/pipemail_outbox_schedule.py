@@ -112,6 +112,8 @@ class PipemailOutbox(models.Model):
         """Take the emails back and open them in a composer, as the user."""
         self._pipemail_take_back()
         composer = self.env["pipemail.compose"].create(self._pipemail_composer_values())
+        # kept as a draft at once: closing the composer loses nothing
+        composer.action_save_draft()
         return composer._pipemail_form_action()
 
     # ------------------------------------------------------------------ buttons

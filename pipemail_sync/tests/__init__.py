@@ -12,3 +12,4 @@ from . import test_gmail_sync
 from . import test_security
 from . import test_outbound_schedule
 from . import test_drafts
+from . import test_compose_tours

@@ -84,6 +84,7 @@ class TestOutboundSchedule(PipemailOutboundCase):
         self.assertFalse(again.tracking)
         self.assertEqual(again.attachment_ids.mapped("name"), ["quote.pdf"])
         self.assertEqual(again.attachment_ids.raw, b"%PDF quote")
+        self.assertEqual(again.draft_id.sudo().subject, "Your quote", "kept as a draft at once")
 
         # the grace period ends: the cancelled email stays cancelled
         self.rewind(outbox, "undo_until")

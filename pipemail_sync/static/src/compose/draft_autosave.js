@@ -84,9 +84,8 @@ export class DraftAutosave extends Component {
             ]);
             if (result) {
                 if (!record.data.draft_id) {
-                    await record.update({
-                        draft_id: { id: result.draft_id, display_name: _t("Draft") },
-                    });
+                    // readonly: shown (Delete Draft), never sent back on save
+                    await record.update({ draft_id: [result.draft_id, _t("Draft")] });
                 }
                 this.state.status = _t("Draft saved");
             }
