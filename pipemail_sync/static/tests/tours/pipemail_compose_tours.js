@@ -37,6 +37,8 @@ registry.category("web_tour.tours").add("pipemail_undo_send_tour", {
             trigger: ".modal .o_field_widget[name=scheduled_at] input",
             run: "edit 12/24/2099 09:30:00",
         },
+        // leaving the date field commits it; the primary button becomes Send Later
+        { trigger: ".modal .o_field_widget[name=subject] input", run: "click" },
         { trigger: ".modal-footer button[name=action_send_later]", run: "click" },
         { trigger: ".o_notification:contains(Email scheduled)" },
         { trigger: "body:not(:has(.modal))" },
