@@ -32,6 +32,9 @@
         "views/pipemail_tracking_views.xml",
         "views/pipemail_outbox_views.xml",
         "wizards/pipemail_compose_views.xml",
+        "views/pipemail_outbox_schedule_views.xml",
+        "security/pipemail_draft_rules.xml",
+        "views/pipemail_draft_views.xml",
         "data/pipemail_outbox_data.xml",
     ],
     "assets": {
@@ -39,6 +42,9 @@
             "pipemail_sync/static/src/**/*.js",
             "pipemail_sync/static/src/**/*.scss",
             "pipemail_sync/static/src/**/*.xml",
+        ],
+        "web.assets_tests": [
+            "pipemail_sync/static/tests/tours/*.js",
         ],
     },
 }

@@ -15,4 +15,7 @@ from . import res_partner
 from . import pipemail_visibility
 from . import res_users
 from . import pipemail_outbox
+from . import pipemail_outbox_schedule
+from . import pipemail_draft
+from . import pipemail_thread_draft
 from . import pipemail_tracking

@@ -27,3 +27,10 @@ class ResConfigSettings(models.TransientModel):
         config_parameter="pipemail.imap_attachment_limit_mb",
         default=25,
     )
+    pipemail_undo_send_seconds = fields.Integer(
+        string="Undo send (seconds)",
+        config_parameter="pipemail.undo_send_seconds",
+        default=10,
+        help="How long Send waits, with an Undo button, before the email leaves (0 to 60; "
+        "0 sends at once).",
+    )

@@ -11,3 +11,6 @@ from . import test_compose
 from . import test_gmail_sync
 from . import test_security
 from . import test_i18n
+from . import test_outbound_schedule
+from . import test_drafts
+from . import test_compose_tours

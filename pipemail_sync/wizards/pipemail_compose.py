@@ -55,6 +55,7 @@ USER_FIELDS = frozenset(
         "template_id",
         "attachment_ids",
         "tracking",
+        "scheduled_at",
     }
 )
 """What the person writing sets; the outgoing rows it created are the server's."""
