@@ -18,12 +18,14 @@ Tests cannot commit (Odoo forbids it), so step 3 is skipped under test; the test
 assert what the model server received instead.
 """
 
+import dataclasses
 import logging
 import time
 from datetime import datetime
 
 from odoo import _, api, models, modules
 from odoo.exceptions import AccessError, UserError
+from odoo.tools import config
 
 from pipemail import ai
 from pipemail import errors as pm_errors
@@ -37,6 +39,8 @@ PREFS = {
 }
 CONTEXT_PARAM = "pipemail_ai.context_tokens"
 """The model's context window in tokens (threads are cut to fit it); empty: 8192."""
+DEADLINE_MARGIN = 15
+"""Seconds left between the engine's deadline and Odoo's limit_time_real."""
 MAX_THREAD_MESSAGES = 200
 """Newest messages read from a conversation at most (the budget cuts further)."""
 
@@ -127,12 +131,22 @@ class PipemailAiService(models.AbstractModel):
             context = int(params.get_param(CONTEXT_PARAM) or 0)
         except ValueError:
             context = 0
-        return ai.Endpoint(
+        endpoint = ai.Endpoint(
             base_url=base_url or "",
             model=model or "",
             api_key=api_key,
             context_tokens=max(context, 1024) if context else ai.DEFAULT_CONTEXT,
         )
+        # Odoo kills (threaded server: restarts) a request past limit_time_real: the
+        # engine must give up first, with its plain-words timeout, and leave time to
+        # write the audit row
+        limit = int(config.get("limit_time_real") or 0)
+        if 0 < limit < endpoint.deadline + DEADLINE_MARGIN:
+            deadline = max(limit - DEADLINE_MARGIN, 5.0)
+            endpoint = dataclasses.replace(
+                endpoint, deadline=deadline, timeout=min(endpoint.timeout, deadline)
+            )
+        return endpoint
 
     # ------------------------------------------------------------------ the call
 

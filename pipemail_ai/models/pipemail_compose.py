@@ -16,6 +16,9 @@ class PipemailCompose(models.TransientModel):
 
     pipemail_ai_compose_enabled = fields.Boolean(compute="_compute_pipemail_ai_compose_enabled")
 
+    # not a real dependency: the form's first onchange recomputes only what depends on a
+    # field with a default (see pipemail_sync's _compute_allowed_account_ids)
+    @api.depends("account_id")
     @api.depends_context("uid", "allowed_company_ids")
     def _compute_pipemail_ai_compose_enabled(self):
         enabled = self.env["pipemail.ai.service"]._pipemail_enabled("compose")
