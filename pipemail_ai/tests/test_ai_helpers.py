@@ -8,11 +8,13 @@ the engine suite's (tests/test_ai_local.py).
 
 import json
 import logging
+from unittest.mock import patch
 
 from markupsafe import Markup
 
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, new_test_user, tagged
+from odoo.tools import config
 
 from odoo.addons.pipemail_sync.tests.common import TEST_SECRET_KEY, set_class_config
 from odoo.addons.pipemail_sync.tests.visibility_common import FULL, PipemailWorldMixin
@@ -147,7 +149,14 @@ class TestAiHelpers(PipemailWorldMixin, TransactionCase):
 
     # ------------------------------------------------------------------ enablement
 
+    def _composer_shows_ai(self, user):
+        """What the composer form gets when it opens (the first onchange of a new record)."""
+        spec = {"pipemail_ai_compose_enabled": {}}
+        Compose = self.env["pipemail.compose"].with_user(user)
+        return Compose.onchange({}, [], spec)["value"]["pipemail_ai_compose_enabled"]
+
     def test_helper_off_or_company_off_refuses_and_shows_nothing(self):
+        self.assertTrue(self._composer_shows_ai(self.owner))
         self.owner.pipemail_ai_summary = False
         state = self.thread.with_user(self.owner).pipemail_ai_state()
         self.assertFalse(state["summary"])
@@ -163,10 +172,7 @@ class TestAiHelpers(PipemailWorldMixin, TransactionCase):
         for helper in HELPER_CALLS:
             with self.assertRaisesRegex(AccessError, "off for your company"):
                 self.call(self.owner, helper, self.thread)
-        wizard_enabled = (
-            self.env["pipemail.compose"].with_user(self.owner).new({}).pipemail_ai_compose_enabled
-        )
-        self.assertFalse(wizard_enabled)
+        self.assertFalse(self._composer_shows_ai(self.owner))
         self.assertEqual(self.llm.chat_requests, [])
         # a user may switch their own helpers, never the company's switch
         self.owner.with_user(self.owner).write({"pipemail_ai_compose": False})
@@ -326,6 +332,15 @@ class TestAiHelpers(PipemailWorldMixin, TransactionCase):
             Compose.pipemail_ai_compose("shorten", body=str(wizard.body))
         with self.assertRaisesRegex(UserError, "Choose a tone"):
             Compose.pipemail_ai_compose("tone", body=before, tone="rude")
+
+    def test_model_wait_ends_before_odoo_kills_the_request(self):
+        Service = self.env["pipemail.ai.service"]
+        with patch.dict(config.options, {"limit_time_real": 60}):
+            endpoint = Service._pipemail_endpoint()
+        self.assertLessEqual(endpoint.deadline, 45)
+        self.assertLessEqual(endpoint.timeout, endpoint.deadline)
+        with patch.dict(config.options, {"limit_time_real": 0}):
+            self.assertEqual(Service._pipemail_endpoint().deadline, 180.0)
 
     # ------------------------------------------------------------------ settings
 
