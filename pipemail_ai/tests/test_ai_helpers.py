@@ -151,7 +151,7 @@ class TestAiHelpers(PipemailWorldMixin, TransactionCase):
 
     def _composer_shows_ai(self, user):
         """What the composer form gets when it opens (the first onchange of a new record)."""
-        spec = {"pipemail_ai_compose_enabled": {}}
+        spec = {"account_id": {}, "body": {}, "pipemail_ai_compose_enabled": {}}
         Compose = self.env["pipemail.compose"].with_user(user)
         return Compose.onchange({}, [], spec)["value"]["pipemail_ai_compose_enabled"]
 
