@@ -72,13 +72,9 @@ class PipemailAiService(models.AbstractModel):
     # ------------------------------------------------------------------ what goes in
 
     @api.model
-    def _pipemail_thread_input(self, thread):
-        """The conversation's messages as this user may read them, oldest first.
-
-        Returns ``(messages, marker)``; ``marker`` says which version of the
-        conversation they are (for the cache). Raises AccessError in plain words for a
-        conversation the user may not read, whatever id was sent.
-        """
+    def _pipemail_readable_thread(self, thread):
+        """``thread`` if the user may read its content; AccessError in plain words otherwise,
+        whatever id was sent."""
         if self.env.su:
             raise AccessError(_("AI helpers read conversations as the person asking."))
         thread = thread.with_env(self.env).exists()
@@ -86,6 +82,16 @@ class PipemailAiService(models.AbstractModel):
             raise AccessError(
                 _("You cannot use AI on this conversation: you may not read its messages.")
             )
+        return thread
+
+    @api.model
+    def _pipemail_thread_input(self, thread):
+        """The conversation's messages as this user may read them, oldest first.
+
+        Read with the user's rights (searches and reads through the visibility rules),
+        never ``sudo()``: this is what goes into a prompt.
+        """
+        thread = self._pipemail_readable_thread(thread)
         records = self.env["pipemail.message"].search(
             [("thread_id", "=", thread.id), ("removed", "=", False)],
             order="date desc, id desc",
@@ -93,7 +99,7 @@ class PipemailAiService(models.AbstractModel):
         )
         rows = records.read(["email_from", "email_to", "email_cc", "date", "subject", "body_text"])
         rows.sort(key=lambda r: (r["date"] or datetime.min, r["id"]))
-        messages = [
+        return [
             ai.ThreadMessage(
                 id=str(row["id"]),
                 sender=row["email_from"] or "",
@@ -104,17 +110,20 @@ class PipemailAiService(models.AbstractModel):
             )
             for row in rows
         ]
-        return messages, self._pipemail_marker(thread)
 
     @api.model
     def _pipemail_marker(self, thread):
-        """(message count, newest message id) of a conversation: a new message changes it."""
-        messages = (
+        """(message count, newest message id) of a conversation: a new message changes it.
+        Counts only, no content (the caller checked the access)."""
+        [(count, newest)] = (
             self.env["pipemail.message"]
             .sudo()
-            .search([("thread_id", "=", thread.id), ("removed", "=", False)])
+            ._read_group(
+                [("thread_id", "=", thread.id), ("removed", "=", False)],
+                aggregates=["__count", "id:max"],
+            )
         )
-        return len(messages), max(messages.ids or [0])
+        return count, newest or 0
 
     # ------------------------------------------------------------------ the endpoint
 

@@ -58,7 +58,7 @@ class PipemailCompose(models.TransientModel):
         thread_messages = []
         if thread_id:
             thread = self.env["pipemail.thread"].browse(int(thread_id))
-            thread_messages, _marker = Service._pipemail_thread_input(thread)
+            thread_messages = Service._pipemail_thread_input(thread)
         if action == "reply" and not thread_messages:
             raise UserError(_("Draft reply works on a conversation: open it from a reply."))
         if action == "write" and not (instruction or "").strip():

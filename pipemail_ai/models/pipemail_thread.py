@@ -39,13 +39,15 @@ class PipemailThread(models.Model):
         self.ensure_one()
         Service = self.env["pipemail.ai.service"]
         Service._pipemail_check_enabled("summary")
-        messages, marker = Service._pipemail_thread_input(self)
+        thread = Service._pipemail_readable_thread(self)
+        marker = Service._pipemail_marker(thread)
         Cache = self.env["pipemail.ai.cache"]
-        cache = Cache._pipemail_get(self, "summary")
+        cache = Cache._pipemail_get(thread, "summary")
         if cache and not refresh:
             cached = cache._pipemail_read(marker)
             if not cached["stale"]:
                 return cached
+        messages = Service._pipemail_thread_input(thread)
         # the summary is read in the reader's language; replies keep the conversation's
         lang = self.env["res.lang"]._lang_get(self.env.user.lang or "")
         language = lang.name if lang else ""
@@ -77,16 +79,18 @@ class PipemailThread(models.Model):
         self.ensure_one()
         Service = self.env["pipemail.ai.service"]
         Service._pipemail_check_enabled("replies")
-        messages, marker = Service._pipemail_thread_input(self)
-        if self.id not in self._pipemail_holder_ids(self.env.uid):
+        thread = Service._pipemail_readable_thread(self)
+        if thread.id not in thread._pipemail_holder_ids(self.env.uid):
             raise self._pipemail_ai_not_holder()
+        marker = Service._pipemail_marker(thread)
         Cache = self.env["pipemail.ai.cache"]
         user = self.env.user
-        cache = Cache._pipemail_get(self, "replies", user)
+        cache = Cache._pipemail_get(thread, "replies", user)
         if cache and not refresh:
             cached = cache._pipemail_read(marker)
             if not cached["stale"]:
                 return cached
+        messages = Service._pipemail_thread_input(thread)
         sender = user.name or ""
         result = Service._pipemail_run(
             "replies",
