@@ -1,6 +1,9 @@
 import json
 
+from psycopg2 import errors
+
 from odoo import api, fields, models
+from odoo.tools import mute_logger
 
 
 class PipemailAiCache(models.Model):
@@ -47,6 +50,25 @@ class PipemailAiCache(models.Model):
 
     @api.model
     def _pipemail_put(self, thread, helper, payload, model_name, marker, user=None):
+        """Store a result and return it as the client reads it.
+
+        Two people may ask for the same conversation at once; the model is called
+        outside any transaction, so both write here at the end. The second write would
+        be a serialization error, and Odoo retries such a request from the start, which
+        would ask the model again: so the loser keeps the winner's row and returns its
+        own result uncached.
+        """
+        self.env.flush_all()  # the audit row first, outside the savepoint
+        try:
+            # a flushing savepoint: its rollback also clears the ORM cache
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
+                cache = self._pipemail_store(thread, helper, payload, model_name, marker, user)
+        except (errors.SerializationFailure, errors.UniqueViolation, errors.LockNotAvailable):
+            return dict(payload, model=model_name, stale=False)
+        return cache._pipemail_read(marker)
+
+    @api.model
+    def _pipemail_store(self, thread, helper, payload, model_name, marker, user):
         vals = {
             "payload": json.dumps(payload),
             "model_name": model_name,

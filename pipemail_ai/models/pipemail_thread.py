@@ -71,8 +71,7 @@ class PipemailThread(models.Model):
             "notice": result.notice,
             "omitted": result.omitted,
         }
-        cache = Cache._pipemail_put(self, "summary", payload, result.model, marker)
-        return cache._pipemail_read(marker)
+        return Cache._pipemail_put(thread, "summary", payload, result.model, marker)
 
     def action_pipemail_ai_suggest(self, refresh=False, run_token=None):
         """Three short replies to the newest message (holders of the conversation only)."""
@@ -107,8 +106,7 @@ class PipemailThread(models.Model):
                 {"text": reply.text, "direction": reply.direction} for reply in result.replies
             ]
         }
-        cache = Cache._pipemail_put(self, "replies", payload, result.model, marker, user=user)
-        return cache._pipemail_read(marker)
+        return Cache._pipemail_put(thread, "replies", payload, result.model, marker, user=user)
 
     @api.model
     def _pipemail_ai_not_holder(self):
