@@ -5,7 +5,10 @@ from odoo.exceptions import AccessError, UserError
 
 from odoo.addons.pipemail_sync.engine import secrets as pm_secrets
 
+from pipemail import ai
 from pipemail import errors as pm_errors
+
+from .pipemail_ai_usage import DAILY_CAP_DEFAULT, DAILY_CAP_PARAM
 
 _logger = logging.getLogger(__name__)
 
@@ -28,6 +31,18 @@ class ResConfigSettings(models.TransientModel):
         "Empty: the local llama.cpp server, so nothing leaves this server.",
     )
     pipemail_ai_model = fields.Char(string="AI model", config_parameter="pipemail_ai.model")
+    pipemail_ai_context_tokens = fields.Integer(
+        string="AI context (tokens)",
+        config_parameter="pipemail_ai.context_tokens",
+        help="The model's context window: longer conversations are cut to fit it, keeping the "
+        "first and the newest messages. Empty: 8192 (the local model).",
+    )
+    pipemail_ai_daily_cap = fields.Integer(
+        string="AI requests per user per day",
+        config_parameter=DAILY_CAP_PARAM,
+        default=DAILY_CAP_DEFAULT,
+        help="Cost control: each user's AI requests a day (0: no limit). Enforced by the server.",
+    )
     # Write-only and not stored: a stored field of this transient model would put the
     # clear key in the res_config_settings table (and so in a dump) until the vacuum.
     pipemail_ai_api_key = fields.Char(
@@ -69,6 +84,47 @@ class ResConfigSettings(models.TransientModel):
             raise AccessError(_("Only an administrator can remove the AI API key."))
         self._pipemail_ai_set_api_key(False)
         return {"type": "ir.actions.client", "tag": "reload"}
+
+    def action_pipemail_ai_test(self):
+        """The Test button: does the endpoint (as typed in the form) answer, with which model?"""
+        self.ensure_one()
+        if not self.env.is_system():
+            raise AccessError(_("Only an administrator can test the AI endpoint."))
+        Service = self.env["pipemail.ai.service"]
+        endpoint = Service._pipemail_endpoint(
+            base_url=self.pipemail_ai_base_url or "",
+            model=self.pipemail_ai_model or "",
+            api_key=self.pipemail_ai_api_key or None,
+        )
+        try:
+            result = Service._pipemail_run(
+                "probe", lambda _endpoint, _cancel: ai.probe_endpoint(endpoint)
+            )
+        except UserError as exc:
+            return self._pipemail_ai_notify(_("The AI endpoint did not answer"), str(exc), "danger")
+        listed = ", ".join(result.models[:8]) or _("none listed")
+        if result.answered:
+            message = _(
+                "%(url)s answered in %(seconds)s s with the model %(model)s. Models it serves: "
+                "%(models)s.",
+                url=result.base_url,
+                seconds=f"{result.latency_s:.1f}",
+                model=result.model,
+                models=listed,
+            )
+        else:
+            message = _("%(url)s serves: %(models)s.", url=result.base_url, models=listed)
+        if result.warning:
+            message = f"{message} {result.warning}"
+        kind = "success" if result.answered and not result.warning else "warning"
+        return self._pipemail_ai_notify(_("AI endpoint test"), message, kind)
+
+    def _pipemail_ai_notify(self, title, message, kind):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"title": title, "message": message, "type": kind, "sticky": True},
+        }
 
     # ------------------------------------------------------------------ secret store
 

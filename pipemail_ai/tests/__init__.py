@@ -1,1 +1,2 @@
 from . import test_api_key
+from . import test_ai_helpers
