@@ -22,7 +22,7 @@ NO_STORE = {
 
 class PipemailUnsubscribeController(http.Controller):
     def _page(self, template, values, status=200):
-        html = request.env["ir.qweb"]._render(template, values)
+        html = str(request.env["ir.qweb"]._render(template, values)).strip()
         return Response(html, status=status, mimetype="text/html", headers=NO_STORE)
 
     def _miss(self):
