@@ -24,7 +24,11 @@ import email.message
 import email.policy
 import re
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 
+from pipemail.types import ParsedMessage
+
+_REBUILT_REPORT = 'multipart/report; report-type=delivery-status; boundary="pm-dsn"'
 _STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
 HARD = "hard"
 SOFT = "soft"
@@ -292,4 +296,55 @@ def parse_bounce(raw: bytes, own_addresses: tuple[str, ...] = ()) -> Bounce | No
             warnings=tuple(warnings),
         )
     except Exception:  # noqa: BLE001 - a notice we cannot read is kept as ordinary mail
+        return None
+
+
+def _strip(message_id: str) -> str:
+    return message_id.strip().strip("<>").strip()
+
+
+def related_message_ids(bounce: Bounce, parsed: ParsedMessage) -> list[str]:
+    """Message-IDs (without brackets) the bounce may be about: the one in the notice
+    first, then its own In-Reply-To/References (Gmail and Exchange set them)."""
+    ids = [bounce.message_id or "", parsed.in_reply_to, *parsed.references]
+    return [i for i in dict.fromkeys(_strip(i) for i in ids) if i]
+
+
+def parse_parsed(parsed: ParsedMessage, own_addresses: tuple[str, ...] = ()) -> Bounce | None:
+    """:func:`parse_bounce` for a message the sync already parsed (it keeps the text,
+    the headers that matter and the report parts as attachments, not the raw bytes).
+
+    The report parts are put back into a ``multipart/report`` so that both readers
+    see what they would have seen in the original.
+    """
+    try:
+        if parsed.raw:
+            return parse_bounce(parsed.raw, own_addresses)
+        sender = str(parsed.sender or "")
+        report_parts = [
+            a for a in parsed.attachments
+            if a.content_type in (*_STATUS_TYPES, "text/rfc822-headers", "message/rfc822")
+        ]
+        has_status = any(a.content_type in _STATUS_TYPES for a in report_parts)
+        if not has_status and not (_DAEMON.search(sender) and _SUBJECT.search(parsed.subject)):
+            return None
+        rebuilt = EmailMessage(policy=email.policy.compat32)
+        rebuilt["From"] = sender
+        rebuilt["Subject"] = parsed.subject
+        if parsed.auto_submitted:
+            rebuilt["Auto-Submitted"] = parsed.auto_submitted
+        if has_status:
+            rebuilt["Content-Type"] = _REBUILT_REPORT
+            chunks = ["--pm-dsn", "Content-Type: text/plain; charset=utf-8", "", parsed.text]
+            for attachment in report_parts:
+                content = attachment.content.decode("utf-8", "replace")
+                chunks += ["--pm-dsn", f"Content-Type: {attachment.content_type}", "", content]
+            chunks.append("--pm-dsn--")
+            rebuilt.set_payload("\n".join(chunks))
+        else:
+            rebuilt["Content-Type"] = "text/plain; charset=utf-8"
+            extra = "\n".join(a.content.decode("utf-8", "replace") for a in report_parts)
+            rebuilt.set_payload(f"{parsed.text}\n{extra}")
+        return parse_bounce(rebuilt.as_bytes(), own_addresses)
+    except Exception:  # noqa: BLE001 - unreadable stays ordinary mail
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipemail import dsn
+from pipemail import dsn, mime
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dsn"
 OWN = ("sam@ourco.example",)
@@ -104,3 +104,22 @@ def test_status_and_diagnostic_kept():
 def test_any_truncation_never_raises(cut):
     for path in FIXTURES.glob("*.eml"):
         dsn.parse_bounce(path.read_bytes()[:cut], OWN)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_same_answer_from_what_the_sync_keeps(name):
+    """The sync keeps the parsed message (text, report parts as attachments), not the
+    raw bytes: the bounce read from that is the same."""
+    parsed = mime.parse_message((FIXTURES / name).read_bytes(), keep_attachment_content=True)
+    parsed.raw = b""
+    bounce = dsn.parse_parsed(parsed, OWN)
+    expected = EXPECTED[name]
+    if expected is None:
+        assert bounce is None
+        return
+    _shape, recipients, message_id = expected
+    assert bounce is not None
+    assert {r.email: r.kind for r in bounce.recipients} == recipients
+    related = dsn.related_message_ids(bounce, parsed)
+    if message_id:
+        assert related[0] == message_id.strip("<>")

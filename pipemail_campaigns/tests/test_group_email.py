@@ -7,6 +7,7 @@ once in setUpClass and shared by every test.
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from unittest.mock import patch
 
 from freezegun import freeze_time
@@ -16,6 +17,7 @@ from odoo.exceptions import UserError
 from odoo.tests import tagged
 
 from odoo.addons.pipemail_sync.models.pipemail_outbox import PipemailOutbox
+from odoo.addons.pipemail_sync.tests.common import make_mail
 from odoo.addons.pipemail_sync.tests.outbound_common import (
     PipemailOutboundCase,
     html_part,
@@ -26,6 +28,7 @@ from odoo.addons.pipemail_sync.tests.outbound_common import (
 from pipemail import unsubscribe as pm_unsubscribe
 
 COPIES = 100
+DSN = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "dsn"
 
 
 @tagged("post_install", "-at_install")
@@ -282,3 +285,48 @@ class TestGroupEmail(PipemailOutboundCase):
             json.loads(group.recipient_ids[0].outbox_id.rcpt_accepted or "[]"),
             ["person000@clients.example"],
         )
+
+    # ------------------------------------------------------------------ after sending
+
+    def test_bounce_and_reply_found_by_the_sync(self):
+        action = self.wizard(self.people[:2]).action_send()
+        group = self.env["pipemail.group.email"].sudo().browse(action["res_id"])
+        self.run_crons()
+        bounced_row, replied_row = group.recipient_ids
+        bounced, replied = bounced_row.outbox_id, replied_row.outbox_id
+        # a Postfix bounce of the first copy, as it lands in the sender's INBOX
+        raw = (DSN / "01_postfix_rfc3464_user_unknown.eml").read_bytes()
+        raw = raw.replace(b"ghost@clients.example", b"person000@clients.example")
+        raw = raw.replace(
+            b"<a1b2c3d4e5f60718293a4b5c6d7e8f90@ourco.example>",
+            bounced.message_id_header.encode(),
+        )
+        raw = raw.replace(b"Subject: Undelivered", b"In-Reply-To: %s\nSubject: Undelivered" % (
+            bounced.message_id_header.encode()
+        ))
+        self.deliver(self.login, raw)
+        self.deliver(
+            self.login,
+            make_mail(
+                subject="Re: News for Person 001",
+                sender="Person 001 <person001@clients.example>",
+                to="sam@ourco.example",
+                in_reply_to=replied.message_id_header,
+            ),
+        )
+        self.sync(self.account)
+        self.env.invalidate_all()
+        self.assertEqual((bounced_row.status, bounced_row.bounce_type), ("bounced", "hard"))
+        self.assertIn("5.1.1", bounced_row.bounce_info)
+        self.assertTrue(replied_row.replied)
+        self.assertEqual((group.count_bounced, group.count_replied), (1, 1))
+        notice = self.env["pipemail.message"].sudo().search(
+            [("account_id", "=", self.account.id), ("subject", "like", "Undelivered Mail")]
+        )
+        self.assertEqual(len(notice), 1, "the bounce is stored")
+        self.assertNotEqual(
+            notice.thread_id, bounced.thread_id, "not in the customer's conversation"
+        )
+        again = self.wizard(self.people[:2])
+        self.assertEqual(again.excluded_count, 1)
+        self.assertIn("Bounced before: 1", str(again.check_html))
