@@ -322,7 +322,8 @@ def parse_parsed(parsed: ParsedMessage, own_addresses: tuple[str, ...] = ()) -> 
             return parse_bounce(parsed.raw, own_addresses)
         sender = str(parsed.sender or "")
         report_parts = [
-            a for a in parsed.attachments
+            a
+            for a in parsed.attachments
             if a.content_type in (*_STATUS_TYPES, "text/rfc822-headers", "message/rfc822")
         ]
         has_status = any(a.content_type in _STATUS_TYPES for a in report_parts)

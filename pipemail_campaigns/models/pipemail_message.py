@@ -56,9 +56,9 @@ class PipemailMessage(models.Model):
             row.write(
                 {
                     "bounce_type": kind,
-                    "bounce_info": " ".join(
-                        filter(None, [failed[0].status, failed[0].diagnostic])
-                    )[:250]
+                    "bounce_info": " ".join(filter(None, [failed[0].status, failed[0].diagnostic]))[
+                        :250
+                    ]
                     or False,
                 }
             )

@@ -301,9 +301,10 @@ class TestGroupEmail(PipemailOutboundCase):
             b"<a1b2c3d4e5f60718293a4b5c6d7e8f90@ourco.example>",
             bounced.message_id_header.encode(),
         )
-        raw = raw.replace(b"Subject: Undelivered", b"In-Reply-To: %s\nSubject: Undelivered" % (
-            bounced.message_id_header.encode()
-        ))
+        raw = raw.replace(
+            b"Subject: Undelivered",
+            b"In-Reply-To: %s\nSubject: Undelivered" % (bounced.message_id_header.encode()),
+        )
         self.deliver(self.login, raw)
         self.deliver(
             self.login,
@@ -320,8 +321,10 @@ class TestGroupEmail(PipemailOutboundCase):
         self.assertIn("5.1.1", bounced_row.bounce_info)
         self.assertTrue(replied_row.replied)
         self.assertEqual((group.count_bounced, group.count_replied), (1, 1))
-        notice = self.env["pipemail.message"].sudo().search(
-            [("account_id", "=", self.account.id), ("subject", "like", "Undelivered Mail")]
+        notice = (
+            self.env["pipemail.message"]
+            .sudo()
+            .search([("account_id", "=", self.account.id), ("subject", "like", "Undelivered Mail")])
         )
         self.assertEqual(len(notice), 1, "the bounce is stored")
         self.assertNotEqual(
