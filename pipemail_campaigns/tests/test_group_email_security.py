@@ -42,7 +42,7 @@ class TestGroupEmailSecurity(TransactionCase):
                 }
             )
         cls.partners = cls.env["res.partner"].create(
-            [{"name": f"Client {i}", "email": f"client{i}@clients.example"} for i in range(3)]
+            [{"name": f"Client {i}", "email": f"client{i}@security-test.example"} for i in range(3)]
         )
         cls.lead = cls.env["crm.lead"].create(
             {"name": "Sender's deal", "partner_id": cls.partners[0].id, "user_id": cls.sender.id}

@@ -46,7 +46,7 @@ class TestUnsubscribe(HttpCase):
             .create(
                 [
                     {"group_id": group.id, "email": e, "email_normalized": e}
-                    for e in ("ann@clients.example", "bob@clients.example")
+                    for e in ("ann@unsub-test.example", "bob@unsub-test.example")
                 ]
             )
         )
@@ -68,12 +68,12 @@ class TestUnsubscribe(HttpCase):
         )
         self.assertEqual(response.status_code, 200)
         self.assertIn("You are unsubscribed", response.text)
-        self.assertTrue(self.blacklisted("ann@clients.example"))
+        self.assertTrue(self.blacklisted("ann@unsub-test.example"))
         self.assertTrue(row.unsubscribed)
         again = self.url_open(self.path(row), data={"List-Unsubscribe": "One-Click"})
         self.assertEqual(again.status_code, 200)
-        self.assertEqual(self.Blacklist.search_count([("email", "=", "ann@clients.example")]), 1)
-        self.assertFalse(self.blacklisted("bob@clients.example"), "only that recipient")
+        self.assertEqual(self.Blacklist.search_count([("email", "=", "ann@unsub-test.example")]), 1)
+        self.assertFalse(self.blacklisted("bob@unsub-test.example"), "only that recipient")
 
     def test_get_is_inert(self):
         row = self.rows[1]
@@ -81,10 +81,10 @@ class TestUnsubscribe(HttpCase):
             response = self.url_open(self.path(row))
             self.assertEqual(response.status_code, 200)
             self.assertIn("<form", response.text)
-            self.assertIn("bob@clients.example", response.text)
+            self.assertIn("bob@unsub-test.example", response.text)
         head = self.opener.head(self.base_url() + self.path(row), timeout=10)
         self.assertEqual(head.status_code, 200)
-        self.assertFalse(self.blacklisted("bob@clients.example"))
+        self.assertFalse(self.blacklisted("bob@unsub-test.example"))
         self.assertFalse(row.unsubscribed)
 
     def test_forged_tokens_answered_like_any_miss(self):
