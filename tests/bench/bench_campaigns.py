@@ -160,7 +160,8 @@ def main() -> int:
             f"create + queue a group email to {times['rows']} contacts: "
             f"{times['queue'] * 1000:.0f} ms (target <= 2000 ms) "
             f"{'PASS' if queue_ok else 'MISS'}; Odoo's mail.template rendering the same "
-            f"100: {times['baseline'] * 1000:.0f} ms; ratio {times['queue'] / times['baseline']:.1f}x"
+            f"100: {times['baseline'] * 1000:.0f} ms; "
+            f"ratio {times['queue'] / times['baseline']:.1f}x"
         )
         print(
             f"preview of one recipient (median of 20): {times['preview'] * 1000:.1f} ms "
