@@ -86,6 +86,19 @@ class TestGroupEmailSecurity(TransactionCase):
             ).write({"source_model": "crm.lead"})
         with self.assertRaises(UserError):
             self.wizard_as(self.sender, "res.users", [self.sender.id])
+        # a lead template given partner ids would render the leads with those ids
+        lead_template = self.env["mail.template"].create(
+            {
+                "name": "Lead news",
+                "model_id": self.env.ref("crm.model_crm_lead").id,
+                "subject": "{{ object.name }}",
+                "body_html": "<p><t t-out='object.description'/></p>",
+            }
+        )
+        with self.assertRaisesRegex(UserError, "another kind of record"):
+            self.wizard_as(
+                self.outsider, "res.partner", self.partners.ids, template_id=lead_template.id
+            )
 
     def test_portal_user_gets_nothing(self):
         with self.assertRaises(AccessError):

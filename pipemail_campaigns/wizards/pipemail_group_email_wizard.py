@@ -123,6 +123,10 @@ class PipemailGroupEmailWizard(models.TransientModel):
                     _("Group emails are sent from contacts, leads, opportunities and projects.")
                 )
             wizard._pipemail_records()
+            # a template renders on its own model: with the ids of another it would
+            # read records of that model (as superuser for an unchanged template)
+            if wizard.template_id and wizard.template_id.sudo().model != wizard.render_model:
+                raise UserError(_("This template is for another kind of record."))
 
     @api.model
     def _pipemail_allowed_accounts(self):
