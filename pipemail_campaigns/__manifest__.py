@@ -12,5 +12,11 @@
     "external_dependencies": {"python": ["lxml"]},
     "data": [
         "views/res_config_settings_views.xml",
+        "security/ir.model.access.csv",
+        "security/pipemail_group_email_rules.xml",
+        "views/pipemail_group_email_views.xml",
+        "views/unsubscribe_templates.xml",
+        "wizards/pipemail_group_email_wizard_views.xml",
+        "data/pipemail_group_email_data.xml",
     ],
 }

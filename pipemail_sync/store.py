@@ -461,6 +461,13 @@ class OdooStore:
             )
         }
         self._load_partners({a.email for rm in new for a in rm.parsed.participants})
+        screen = getattr(Message, "_pipemail_screen_incoming", None)
+        if screen:
+            # pipemail_campaigns: a bounce of a group email copy is recorded on the
+            # copy, and kept out of the customer's conversation
+            for rm in new:
+                if rm.key not in existing:
+                    screen(self.account, rm)
         touched = self.env["pipemail.thread"]
         fresh = []
         for rm in new:

@@ -215,6 +215,15 @@ class PipemailOutbox(models.Model):
         self.ensure_one()
         return base64.b64decode(self.sudo().with_context(bin_size=False).raw_mime or b"")
 
+    def _pipemail_untracked_prefixes(self, base):
+        """Links tracking leaves alone: our own routes (pipemail_campaigns adds the
+        unsubscribe page, which a redirect in front of would only slow down)."""
+        return [base + PIXEL_PATH, base + CLICK_PATH]
+
+    def _pipemail_extra_headers(self):
+        """Headers added to the built message (pipemail_campaigns: List-Unsubscribe)."""
+        return {}
+
     def _pipemail_recipients(self):
         return (
             parse_addresses(self.env, self.email_to),
@@ -246,7 +255,7 @@ class PipemailOutbox(models.Model):
                 html,
                 pixel_url=Event._pipemail_pixel_url(self.id),
                 link_url_for=lambda _url, index: Event._pipemail_click_url(self.id, index),
-                tracked_prefixes=[base + PIXEL_PATH, base + CLICK_PATH],
+                tracked_prefixes=self._pipemail_untracked_prefixes(base),
             )
         sender = self._pipemail_sender()
         try:
@@ -263,6 +272,7 @@ class PipemailOutbox(models.Model):
                 in_reply_to=self.in_reply_to or "",
                 references=(self.references or "").split(),
                 message_id=pm_outbound.make_message_id(sender.domain),
+                headers=self._pipemail_extra_headers(),
             )
             raw, message_id = pm_outbound.build_mime(message, domain=sender.domain)
             limit, provider = self._pipemail_size_limit(account)

@@ -70,7 +70,7 @@ class _Handler:
         code = self.sink._stage_failure("mail")
         if code is not None:
             self.sink._reject("mail", code, envelope, [], None)
-            return _reply(code)
+            return _reply(code, self.sink.reply_text.get(code))
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -79,7 +79,7 @@ class _Handler:
         code = self.sink._recipient_failure(address)
         if code is not None:
             self.sink._reject("rcpt", code, envelope, [address], None)
-            return _reply(code)
+            return _reply(code, self.sink.reply_text.get(code))
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -92,7 +92,7 @@ class _Handler:
         code = self.sink._data_failure()
         if code is not None:
             self.sink._reject("data", code, envelope, list(envelope.rcpt_tos), message_id)
-            return _reply(code)
+            return _reply(code, self.sink.reply_text.get(code))
         auth = session.auth_data
         auth_user = None
         if auth is not None:
@@ -172,6 +172,8 @@ class SmtpSink:
         self._mail_fail_queue: list[int] = []
         self._rate: tuple[float, float, random.Random] | None = None
         self._rcpt_fail: dict[str, int] = {}
+        self.reply_text: dict[int, str] = {}
+        """Text of injected refusals by code (e.g. a provider's rate-limit wording)."""
         self._controller: Any = None
         if start:
             self.start()
@@ -273,6 +275,7 @@ class SmtpSink:
             self._mail_fail_queue.clear()
             self._rate = None
             self._rcpt_fail.clear()
+            self.reply_text.clear()
 
     def clear(self) -> None:
         """Forget received messages, rejections and counters (faults stay armed)."""

@@ -1,0 +1,1 @@
+from . import pipemail_group_email_wizard
