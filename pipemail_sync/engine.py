@@ -8,9 +8,9 @@ plain data: :mod:`pipemail.types` (the dataclasses that cross the seam) and
 What is here:
 
 * the engine modules the models call, by name (``engine.outbound.build_mime``...):
-  :data:`html`, :data:`idle`, :data:`linking`, :data:`mime`, :data:`oauth`,
-  :data:`outbound`, :data:`secrets`, :data:`send_policy`, :data:`smtp`,
-  :data:`threads`, :data:`tracking`, :data:`writeback`;
+  :data:`dsn`, :data:`html`, :data:`idle`, :data:`linking`, :data:`mime`,
+  :data:`oauth`, :data:`outbound`, :data:`pacing`, :data:`secrets`, :data:`send_policy`,
+  :data:`smtp`, :data:`threads`, :data:`tracking`, :data:`unsubscribe`, :data:`writeback`;
 * functions that turn the sync's and the connection check's reports into the small
   shapes the models need (:func:`check_account`, :func:`sync_account`), in the user's
   words;
@@ -30,17 +30,20 @@ from typing import Any
 from odoo.exceptions import UserError
 
 from pipemail import (  # noqa: F401 - the engine modules the addons use, by name
+    dsn,
     html,
     idle,
     linking,
     mime,
     oauth,
     outbound,
+    pacing,
     secrets,
     send_policy,
     smtp,
     threads,
     tracking,
+    unsubscribe,
     writeback,
 )
 from pipemail.folders import role_for

@@ -7,7 +7,7 @@ from datetime import timedelta
 from odoo import fields, models
 from odoo.tools import SQL
 
-from pipemail import pacing as pm_pacing
+from odoo.addons.pipemail_sync.engine import pacing as pm_pacing
 
 CONSUMER_GMAIL = ("gmail.com", "googlemail.com")
 PARAM_PER_MINUTE = "pipemail_campaigns.imap_per_minute"

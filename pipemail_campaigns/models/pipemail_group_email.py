@@ -19,7 +19,7 @@ from odoo import _, api, fields, models, modules
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
-from pipemail import pacing as pm_pacing
+from odoo.addons.pipemail_sync.engine import pacing as pm_pacing
 
 _logger = logging.getLogger(__name__)
 

@@ -6,9 +6,8 @@ from markupsafe import Markup
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
-from odoo.addons.pipemail_sync.models.pipemail_outbox import format_address
-
-from pipemail import unsubscribe as pm_unsubscribe
+from odoo.addons.pipemail_sync.engine import format_address
+from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
 
 EXCLUSIONS = [
     ("no_email", "No email address"),

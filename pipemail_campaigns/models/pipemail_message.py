@@ -10,7 +10,7 @@ import logging
 
 from odoo import api, models
 
-from pipemail import dsn as pm_dsn
+from odoo.addons.pipemail_sync.engine import dsn as pm_dsn
 
 _logger = logging.getLogger(__name__)
 

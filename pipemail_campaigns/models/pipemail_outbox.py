@@ -3,7 +3,7 @@ it carries the RFC 8058 one-click unsubscribe headers."""
 
 from odoo import fields, models
 
-from pipemail import unsubscribe as pm_unsubscribe
+from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
 
 
 class PipemailOutbox(models.Model):

@@ -16,6 +16,7 @@ from odoo import fields
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
+from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
 from odoo.addons.pipemail_sync.models.pipemail_outbox import PipemailOutbox
 from odoo.addons.pipemail_sync.tests.common import make_mail
 from odoo.addons.pipemail_sync.tests.outbound_common import (
@@ -24,8 +25,6 @@ from odoo.addons.pipemail_sync.tests.outbound_common import (
     parse,
     text_part,
 )
-
-from pipemail import unsubscribe as pm_unsubscribe
 
 COPIES = 100
 DSN = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "dsn"

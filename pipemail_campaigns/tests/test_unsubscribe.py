@@ -5,10 +5,10 @@ like any miss, twice is once."""
 from odoo import Command
 from odoo.tests import HttpCase, new_test_user, tagged
 
+from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
 from odoo.addons.pipemail_sync.tests.common import TEST_SECRET_KEY, set_class_config
 
 from pipemail import tracking as pm_tracking
-from pipemail import unsubscribe as pm_unsubscribe
 
 
 @tagged("post_install", "-at_install")

@@ -18,15 +18,15 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tools import email_normalize, is_html_empty
 
 from odoo.addons.pipemail_sync import access
+from odoo.addons.pipemail_sync.engine import outbound as pm_outbound
+from odoo.addons.pipemail_sync.engine import pacing as pm_pacing
+from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
 from odoo.addons.pipemail_sync.wizards.pipemail_compose import (
     MAX_INDIVIDUAL_DEFAULT,
     MAX_INDIVIDUAL_PARAM,
 )
 
 from pipemail import errors as pm_errors
-from pipemail import outbound as pm_outbound
-from pipemail import pacing as pm_pacing
-from pipemail import unsubscribe as pm_unsubscribe
 
 SOURCE_MODELS = ("res.partner", "crm.lead", "project.project")
 RENDER_MODEL = {
