@@ -41,6 +41,7 @@ import json, time
 from odoo import Command
 env = env(context=dict(env.context, no_reset_password=True, tracking_disable=True))
 env["ir.config_parameter"].set_param("pipemail_campaigns.max_recipients", 100)
+env["ir.config_parameter"].set_param("pipemail.allow_private_hosts", "1")
 user = env["res.users"].create({
     "name": "Bench Group", "login": "bench_group_%(stamp)s", "email": "bench@ourco.example",
     "groups_id": [Command.set([env.ref("sales_team.group_sale_salesman_all_leads").id])],
