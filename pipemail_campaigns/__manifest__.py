@@ -8,9 +8,17 @@
     "author": "pipemail",
     "license": "LGPL-3",
     "installable": True,
-    "depends": ["pipemail_sync"],
+    "depends": [
+        "pipemail_sync",
+        "base_automation",
+    ],
     "external_dependencies": {"python": ["lxml"]},
     "data": [
+        "security/ir.model.access.csv",
+        "security/pipemail_followup_rules.xml",
         "views/res_config_settings_views.xml",
+        "views/ir_actions_server_views.xml",
+        "views/pipemail_followup_views.xml",
+        "data/pipemail_followup_cron.xml",
     ],
 }

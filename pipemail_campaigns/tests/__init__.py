@@ -1,0 +1,2 @@
+from . import test_automation_send
+from . import test_followup
