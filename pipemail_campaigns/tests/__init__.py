@@ -1,2 +1,3 @@
 from . import test_automation_send
 from . import test_followup
+from . import test_followup_workers
