@@ -19,6 +19,9 @@
         "views/res_config_settings_views.xml",
         "views/ir_actions_server_views.xml",
         "views/pipemail_followup_views.xml",
+        "wizards/pipemail_compose_followup_views.xml",
+        "views/base_automation_views.xml",
         "data/pipemail_followup_cron.xml",
+        "data/pipemail_automation_templates.xml",
     ],
 }

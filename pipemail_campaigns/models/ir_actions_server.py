@@ -24,6 +24,8 @@ from odoo.addons.pipemail_sync.models.pipemail_outbox import (
     parse_addresses,
 )
 
+from .pipemail_followup import default_days
+
 _logger = logging.getLogger(__name__)
 
 STATE = "pipemail_send"
@@ -73,10 +75,7 @@ class IrActionsServer(models.Model):
     )
     pipemail_followup_days = fields.Integer(
         string="Follow Up After (days)",
-        default=lambda self: int(
-            self.env["ir.config_parameter"].sudo().get_param("pipemail_campaigns.followup_days")
-            or 3
-        ),
+        default=default_days,
     )
     pipemail_followup_business_days = fields.Boolean(string="Business Days Only")
     pipemail_followup_steps = fields.Integer(

@@ -49,6 +49,15 @@ CLOCK_SKEW = timedelta(minutes=10)
 still counts."""
 
 
+def default_days(model):
+    """The "Follow up after (days)" setting, the default of every follow-up delay."""
+    param = model.env["ir.config_parameter"].sudo().get_param("pipemail_campaigns.followup_days")
+    try:
+        return max(1, int(param or 3))
+    except ValueError:
+        return 3
+
+
 def add_business_days(start, days):
     """``start`` moved ``days`` days ahead, Saturdays and Sundays not counted."""
     current = start

@@ -2,6 +2,8 @@
 (creation, stage change, the time-based cron under frozen time), checked at the SMTP
 sink byte for byte and in the lead's conversations."""
 
+from datetime import timedelta
+
 from freezegun import freeze_time
 
 from odoo import Command, fields
@@ -9,6 +11,7 @@ from odoo.tests import tagged
 
 from odoo.addons.pipemail_sync.tests.outbound_common import html_part, parse, text_part
 
+from ..models.pipemail_followup import add_business_days
 from .automation_common import PipemailAutomationCase
 
 
@@ -158,3 +161,9 @@ class TestAutomationSend(PipemailAutomationCase):
         self.assertFalse(self.outboxes(lead), "never sent as superuser on the owner's behalf")
         [line] = self.rule_log(rule)
         self.assertIn("cannot read this record", line.message)
+
+    def test_business_days_skip_weekends(self):
+        friday = fields.Datetime.to_datetime("2027-01-08 10:00:00")
+        self.assertEqual(add_business_days(friday, 1), friday + timedelta(days=3))
+        self.assertEqual(add_business_days(friday, 3), friday + timedelta(days=5))
+        self.assertEqual(add_business_days(friday, 0), friday)

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from freezegun import freeze_time
 
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
 from odoo.addons.pipemail_sync.tests.common import make_mail
@@ -190,3 +190,30 @@ class TestFollowup(PipemailAutomationCase):
         self.assertEqual((followup.state, followup.cancel_reason), ("cancelled", "user"))
         self.cron_at(self.due(followup))
         self.assertFalse(followup.sent_outbox_id)
+
+    def test_composer_option(self):
+        lead = self.make_lead()
+        wizard = self.compose(res_model="crm.lead", res_id=lead.id).create(
+            {
+                "subject": "Quote",
+                "followup_template_id": self.nudge.id,
+                "followup_days": 2,
+                "followup_business_days": True,
+            }
+        )
+        wizard.action_send()
+        outbox = wizard.outbox_id.sudo()
+        self.assertEqual(outbox.state, "sent", outbox.last_error)
+        followup = self.env["pipemail.followup"].with_user(self.sender).search([])
+        self.assertEqual(followup.outbox_id, outbox)
+        self.assertEqual((followup.days, followup.business_days), (2, True))
+        self.assertGreaterEqual(followup.due_date, outbox.create_date + timedelta(days=2))
+        # a template of another kind of record is refused, nothing is sent
+        partner_template = self.env["mail.template"].create(
+            {"name": "P", "model_id": self.env.ref("base.model_res_partner").id}
+        )
+        wizard = self.compose(res_model="crm.lead", res_id=lead.id).create(
+            {"subject": "Again", "followup_template_id": partner_template.id}
+        )
+        with self.assertRaises(UserError):
+            wizard.action_send()

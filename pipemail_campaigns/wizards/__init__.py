@@ -1,0 +1,1 @@
+from . import pipemail_compose_followup
