@@ -16,11 +16,13 @@
     "data": [
         "security/ir.model.access.csv",
         "security/pipemail_followup_rules.xml",
+        "security/pipemail_email_report_rules.xml",
         "views/res_config_settings_views.xml",
         "views/ir_actions_server_views.xml",
         "views/pipemail_followup_views.xml",
         "wizards/pipemail_compose_followup_views.xml",
         "views/base_automation_views.xml",
+        "report/pipemail_email_report_views.xml",
         "data/pipemail_followup_cron.xml",
         "data/pipemail_automation_templates.xml",
     ],
