@@ -4,3 +4,8 @@ from . import pipemail_outbox
 from . import pipemail_group_email
 from . import pipemail_group_email_recipient
 from . import pipemail_message
+from . import ir_actions_server
+from . import pipemail_outbox_automation
+from . import pipemail_followup
+from . import crm_lead
+from . import base_automation

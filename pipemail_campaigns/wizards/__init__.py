@@ -1,1 +1,2 @@
 from . import pipemail_group_email_wizard
+from . import pipemail_compose_followup

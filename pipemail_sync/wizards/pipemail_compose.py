@@ -184,7 +184,7 @@ class PipemailCompose(models.TransientModel):
     @api.model_create_multi
     def create(self, vals_list):
         for vals in vals_list:
-            access.check_values(self, vals, USER_FIELDS)
+            access.check_values(self, vals, self._pipemail_user_fields())
         wizards = super().create(vals_list)
         # create() leaves every x2many empty in cache, computed ones too
         wizards.invalidate_recordset(["allowed_account_ids"])
@@ -192,10 +192,16 @@ class PipemailCompose(models.TransientModel):
         return wizards
 
     def write(self, vals):
-        access.check_values(self, vals, USER_FIELDS)
+        access.check_values(self, vals, self._pipemail_user_fields())
         res = super().write(vals)
         self._pipemail_check_refs()
         return res
+
+    @api.model
+    def _pipemail_user_fields(self):
+        """What the person writing may set; addons that add options to the composer
+        (follow-ups in pipemail_campaigns) extend it."""
+        return USER_FIELDS
 
     def _pipemail_check_refs(self):
         """What the composer points at, checked as its user whatever sent the values

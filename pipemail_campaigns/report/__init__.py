@@ -1,0 +1,2 @@
+from . import pipemail_email_report
+from . import pipemail_email_dashboard

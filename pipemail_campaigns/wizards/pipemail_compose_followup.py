@@ -1,0 +1,65 @@
+"""The composer's "Follow up if no reply" option: one follow-up per outgoing row (one,
+or one per recipient when sent individually)."""
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+
+from ..models.pipemail_followup import default_days
+
+FOLLOWUP_FIELDS = frozenset(
+    {
+        "followup_template_id",
+        "followup_days",
+        "followup_business_days",
+        "followup_steps",
+    }
+)
+
+
+class PipemailCompose(models.TransientModel):
+    _inherit = "pipemail.compose"
+
+    followup_template_id = fields.Many2one(
+        "mail.template",
+        string="Follow Up If No Reply",
+        domain="[('model', '=', render_model)]",
+        help="Sent as a reply in this conversation when nobody answers in time.",
+    )
+    followup_days = fields.Integer(
+        string="After (days)",
+        default=default_days,
+    )
+    followup_business_days = fields.Boolean(string="Business Days Only")
+    followup_steps = fields.Integer(string="Follow-ups At Most", default=1)
+
+    @api.model
+    def _pipemail_user_fields(self):
+        return super()._pipemail_user_fields() | FOLLOWUP_FIELDS
+
+    def _pipemail_check(self):
+        res = super()._pipemail_check()
+        template = self.followup_template_id
+        if template:
+            template.check_access("read")
+            if not self.render_res_id or template.model != self.render_model:
+                raise UserError(_("The follow-up template is for another kind of record."))
+            if self.followup_days < 1 or not 1 <= self.followup_steps <= 10:
+                raise UserError(
+                    _("Follow up after at least one day, and at most ten times in a row.")
+                )
+        return res
+
+    def _pipemail_create_outbox(self):
+        outboxes = super()._pipemail_create_outbox()
+        if self.followup_template_id:
+            Followup = self.env["pipemail.followup"]
+            for outbox in outboxes:
+                # checked above as the user; the follow-up rows are the server's
+                Followup._pipemail_schedule(
+                    outbox,
+                    self.followup_template_id,
+                    self.followup_days,
+                    self.followup_business_days,
+                    self.followup_steps,
+                )
+        return outboxes
