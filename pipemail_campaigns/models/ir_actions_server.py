@@ -18,7 +18,7 @@ from odoo import Command, _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import html_sanitize
 
-from odoo.addons.pipemail_sync.models.pipemail_outbox import (
+from odoo.addons.pipemail_sync.engine import (
     join_addresses,
     mark_fragment,
     parse_addresses,

@@ -25,8 +25,8 @@ from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 from odoo.tools import SQL
 
+from odoo.addons.pipemail_sync.engine import mark_fragment, parse_addresses
 from odoo.addons.pipemail_sync.engine import outbound as pm_outbound
-from odoo.addons.pipemail_sync.models.pipemail_outbox import mark_fragment, parse_addresses
 
 from pipemail import errors as pm_errors
 
