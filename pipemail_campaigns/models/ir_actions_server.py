@@ -42,7 +42,7 @@ class IrActionsServer(models.Model):
     )
     pipemail_template_id = fields.Many2one(
         "mail.template",
-        string="Email Template",
+        string="Mailbox Email Template",
         domain="[('model_id', '=', model_id)]",
         ondelete="restrict",
     )
