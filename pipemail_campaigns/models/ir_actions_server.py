@@ -24,7 +24,7 @@ from odoo.addons.pipemail_sync.engine import (
     parse_addresses,
 )
 
-from .pipemail_followup import default_days
+from .pipemail_followup import MAX_STEPS, option_fields
 
 _logger = logging.getLogger(__name__)
 
@@ -66,23 +66,12 @@ class IrActionsServer(models.Model):
         help="Used when the owner has no connected mailbox (or the record has no owner).",
     )
     pipemail_tracking = fields.Boolean(string="Track Opens and Clicks", default=True)
-    pipemail_followup_template_id = fields.Many2one(
-        "mail.template",
-        string="Follow Up If No Reply With",
-        domain="[('model_id', '=', model_id)]",
-        ondelete="set null",
-        help="Sent as a reply in the same conversation when nobody answered in time.",
-    )
-    pipemail_followup_days = fields.Integer(
-        string="Follow Up After (days)",
-        default=default_days,
-    )
-    pipemail_followup_business_days = fields.Boolean(string="Business Days Only")
-    pipemail_followup_steps = fields.Integer(
-        string="Follow-ups At Most",
-        default=1,
-        help="A follow-up with no reply is followed up again, up to this many times.",
-    )
+    (
+        pipemail_followup_template_id,
+        pipemail_followup_days,
+        pipemail_followup_business_days,
+        pipemail_followup_steps,
+    ) = option_fields("Follow Up If No Reply With", "[('model_id', '=', model_id)]")
 
     @api.depends("state")
     def _compute_available_model_ids(self):
@@ -285,7 +274,7 @@ class IrActionsServer(models.Model):
                 followup_template,
                 max(1, self.pipemail_followup_days),
                 self.pipemail_followup_business_days,
-                max(1, self.pipemail_followup_steps),
+                min(MAX_STEPS, max(1, self.pipemail_followup_steps)),
                 action_id=self.id,
             )
         cron = self.env.ref("pipemail_sync.ir_cron_pipemail_outbox", raise_if_not_found=False)

@@ -58,6 +58,32 @@ def default_days(model):
         return 3
 
 
+MAX_STEPS = 10
+"""Follow-ups of follow-ups, at most."""
+
+
+def option_fields(template_label, template_domain):
+    """The four fields of a "follow up if no reply" option (template, delay, business
+    days, steps), declared once for each place that offers it: the composer and the
+    "Send Email from Mailbox" server action."""
+    return (
+        fields.Many2one(
+            "mail.template",
+            string=template_label,
+            domain=template_domain,
+            ondelete="set null",
+            help="Sent as a reply in the same conversation when nobody answered in time.",
+        ),
+        fields.Integer(string="Follow Up After (days)", default=default_days),
+        fields.Boolean(string="Business Days Only"),
+        fields.Integer(
+            string="Follow-ups At Most",
+            default=1,
+            help="A follow-up with no reply is followed up again, up to this many times.",
+        ),
+    )
+
+
 def add_business_days(start, days):
     """``start`` moved ``days`` days ahead, Saturdays and Sundays not counted."""
     current = start
@@ -127,8 +153,14 @@ class PipemailFollowup(models.Model):
     @api.model
     def _pipemail_schedule(self, outbox, template, days, business_days=False, steps=1, **extra):
         """A pending follow-up of ``outbox`` (server code: the caller has checked who asks)."""
-        if not template or days < 1 or steps < 1:
-            raise UserError(_("A follow-up needs a template and a delay of at least one day."))
+        if not template or days < 1 or not 1 <= steps <= MAX_STEPS:
+            raise UserError(
+                _(
+                    "A follow-up needs a template, a delay of at least one day, and at most "
+                    "%(steps)s follow-ups in a row.",
+                    steps=MAX_STEPS,
+                )
+            )
         if template.model not in ("crm.lead", "project.project", "res.partner"):
             raise UserError(_("The follow-up template must be for leads, projects or contacts."))
         start = outbox.sent_date or outbox.create_date or fields.Datetime.now()

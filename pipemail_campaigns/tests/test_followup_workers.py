@@ -4,24 +4,18 @@ Needs what a TransactionCase hides (other connections, committed rows): the rows
 created and committed on their own connection, and deleted again afterwards.
 """
 
-import contextlib
 from datetime import timedelta
 
-from odoo import SUPERUSER_ID, api, fields
-from odoo.sql_db import db_connect
+from odoo import fields
 from odoo.tests import TransactionCase, tagged
+
+from odoo.addons.pipemail_sync.tests.common import worker_env
 
 
 @tagged("post_install", "-at_install")
 class TestFollowupWorkers(TransactionCase):
-    @contextlib.contextmanager
     def worker_env(self):
-        cr = db_connect(self.env.cr.dbname).cursor()
-        try:
-            yield api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-        finally:
-            cr.rollback()
-            cr.close()
+        return worker_env(self.env.cr.dbname)
 
     def _committed_followup(self):
         with self.worker_env() as env:

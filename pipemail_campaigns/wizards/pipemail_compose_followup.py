@@ -1,10 +1,10 @@
 """The composer's "Follow up if no reply" option: one follow-up per outgoing row (one,
 or one per recipient when sent individually)."""
 
-from odoo import _, api, fields, models
+from odoo import _, api, models
 from odoo.exceptions import UserError
 
-from ..models.pipemail_followup import default_days
+from ..models.pipemail_followup import MAX_STEPS, option_fields
 
 FOLLOWUP_FIELDS = frozenset(
     {
@@ -19,18 +19,12 @@ FOLLOWUP_FIELDS = frozenset(
 class PipemailCompose(models.TransientModel):
     _inherit = "pipemail.compose"
 
-    followup_template_id = fields.Many2one(
-        "mail.template",
-        string="Follow Up If No Reply",
-        domain="[('model', '=', render_model)]",
-        help="Sent as a reply in this conversation when nobody answers in time.",
-    )
-    followup_days = fields.Integer(
-        string="After (days)",
-        default=default_days,
-    )
-    followup_business_days = fields.Boolean(string="Business Days Only")
-    followup_steps = fields.Integer(string="Follow-ups At Most", default=1)
+    (
+        followup_template_id,
+        followup_days,
+        followup_business_days,
+        followup_steps,
+    ) = option_fields("Follow Up If No Reply", "[('model', '=', render_model)]")
 
     @api.model
     def _pipemail_user_fields(self):
@@ -43,9 +37,12 @@ class PipemailCompose(models.TransientModel):
             template.check_access("read")
             if not self.render_res_id or template.model != self.render_model:
                 raise UserError(_("The follow-up template is for another kind of record."))
-            if self.followup_days < 1 or not 1 <= self.followup_steps <= 10:
+            if self.followup_days < 1 or not 1 <= self.followup_steps <= MAX_STEPS:
                 raise UserError(
-                    _("Follow up after at least one day, and at most ten times in a row.")
+                    _(
+                        "Follow up after at least one day, and at most %(steps)s times in a row.",
+                        steps=MAX_STEPS,
+                    )
                 )
         return res
 

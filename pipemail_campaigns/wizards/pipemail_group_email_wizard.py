@@ -18,15 +18,8 @@ from odoo.exceptions import AccessError, UserError
 from odoo.tools import email_normalize, is_html_empty
 
 from odoo.addons.pipemail_sync import access
-from odoo.addons.pipemail_sync.engine import outbound as pm_outbound
 from odoo.addons.pipemail_sync.engine import pacing as pm_pacing
 from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
-from odoo.addons.pipemail_sync.wizards.pipemail_compose import (
-    MAX_INDIVIDUAL_DEFAULT,
-    MAX_INDIVIDUAL_PARAM,
-)
-
-from pipemail import errors as pm_errors
 
 SOURCE_MODELS = ("res.partner", "crm.lead", "project.project")
 RENDER_MODEL = {
@@ -153,11 +146,8 @@ class PipemailGroupEmailWizard(models.TransientModel):
 
     @api.model
     def _pipemail_limit(self):
-        param = self.env["ir.config_parameter"].sudo().get_param(MAX_INDIVIDUAL_PARAM)
-        try:
-            return max(1, int(param or MAX_INDIVIDUAL_DEFAULT))
-        except ValueError:
-            return MAX_INDIVIDUAL_DEFAULT
+        """The composer's "send individually" limit: the same setting, read one way."""
+        return self.env["pipemail.compose"]._pipemail_individual_limit()
 
     @api.model
     def _pipemail_check_limit(self, count):
@@ -495,16 +485,9 @@ class PipemailGroupEmailWizard(models.TransientModel):
         if self.schedule and not self.scheduled_date:
             raise UserError(_("Choose when to send, or untick Send Later."))
         self.attachment_ids.check_access("read")
-        limit, provider = self.env["pipemail.outbox"]._pipemail_size_limit(self.account_id.sudo())
-        files = sum(
-            pm_outbound.base64_size(a.file_size or 0) + 400 for a in self.attachment_ids.sudo()
+        self.env["pipemail.outbox"]._pipemail_check_size(
+            self.account_id, self.body, self.attachment_ids
         )
-        # the HTML and its text version, and headers
-        size = files + len((self.body or "").encode()) * 2 + 4000
-        try:
-            pm_outbound.check_size(size, limit, provider)
-        except pm_errors.SizeLimitExceeded as exc:
-            raise UserError(str(exc)) from None
 
     def _action_send(self):
         self._pipemail_check_send()

@@ -34,7 +34,8 @@ DRAFT_FIELDS = (
     "tracking",
     "scheduled_at",
 )
-"""The composer's fields a draft keeps, besides its files."""
+"""The composer's fields a draft keeps, besides its files: with them, everything the
+person writing sets in the composer (its ``USER_FIELDS``)."""
 
 
 class PipemailDraft(models.Model):

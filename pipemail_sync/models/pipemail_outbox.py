@@ -193,6 +193,22 @@ class PipemailOutbox(models.Model):
             megabytes = 25
         return max(1, megabytes) * pm_outbound.MB, _("Your mail server")
 
+    @api.model
+    def _pipemail_estimate_size(self, body, attachments):
+        """Bytes an email of this HTML body and these files takes once built: the HTML
+        and its text version, the files in base64 with their part headers, and headers."""
+        files = sum(pm_outbound.base64_size(a.file_size or 0) + 400 for a in attachments.sudo())
+        return len(str(body or "").encode()) * 2 + files + 2000
+
+    @api.model
+    def _pipemail_check_size(self, account, body, attachments):
+        """Refuses, in the provider's words, an email its server would bounce for size."""
+        limit, provider = self._pipemail_size_limit(account.sudo())
+        try:
+            pm_outbound.check_size(self._pipemail_estimate_size(body, attachments), limit, provider)
+        except pm_errors.SizeLimitExceeded as exc:
+            raise UserError(str(exc)) from None
+
     def _pipemail_sender(self):
         account = self.account_id.sudo()
         name = self.user_id.name if account.kind == "personal" else account.name

@@ -7,6 +7,7 @@ whatever the working directory or PYTHONPATH. One server per test class: started
 tests never see each other's mail.
 """
 
+import contextlib
 import itertools
 import sys
 from datetime import datetime, timezone
@@ -14,7 +15,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
-from odoo import Command
+from odoo import SUPERUSER_ID, Command, api
+from odoo.sql_db import db_connect
 from odoo.tests import TransactionCase, new_test_user
 from odoo.tools import config
 
@@ -34,6 +36,18 @@ except ImportError:  # pragma: no cover - only without the repository next to th
 
 TEST_SECRET_KEY = "pipemail-tests-only-key-0123456789-abcdefghijklmnop"
 _counter = itertools.count(1)
+
+
+@contextlib.contextmanager
+def worker_env(dbname):
+    """An environment on its own connection, like another Odoo worker's (what a
+    TransactionCase hides: other connections see only committed rows)."""
+    cr = db_connect(dbname).cursor()
+    try:
+        yield api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
+    finally:
+        cr.rollback()
+        cr.close()
 
 
 def set_class_config(cls, **options):

@@ -5,7 +5,6 @@ committed rows. They open their own cursors on the test database, commit what th
 create, and delete it again in ``finally`` blocks.
 """
 
-import contextlib
 import glob
 import logging
 import os
@@ -16,29 +15,21 @@ import time
 from datetime import timedelta
 from unittest.mock import patch
 
-from odoo import SUPERUSER_ID, api, fields
+from odoo import fields
 from odoo.modules.registry import DummyRLock, Registry
-from odoo.sql_db import db_connect
 from odoo.tests import tagged
 from odoo.tools import config
 
 from .. import lease
-from .common import PipemailDovecotCase, make_mail
+from .common import PipemailDovecotCase, make_mail, worker_env
 
 _logger = logging.getLogger(__name__)
 
 
 @tagged("post_install", "-at_install")
 class TestWorkers(PipemailDovecotCase):
-    @contextlib.contextmanager
     def worker_env(self):
-        """An environment on its own connection, like another Odoo worker's."""
-        cr = db_connect(self.env.cr.dbname).cursor()
-        try:
-            yield api.Environment(cr, SUPERUSER_ID, {"tracking_disable": True})
-        finally:
-            cr.rollback()
-            cr.close()
+        return worker_env(self.env.cr.dbname)
 
     def committed_account(self, env, login, **vals):
         values = {

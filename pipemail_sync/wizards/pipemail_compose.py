@@ -25,6 +25,7 @@ from .. import access
 from ..engine import format_address, join_addresses, mark_fragment, parse_addresses
 from ..engine import html as pm_html
 from ..engine import outbound as pm_outbound
+from ..models.pipemail_draft import DRAFT_FIELDS
 
 SOURCE_MODELS = ("crm.lead", "project.project", "res.partner")
 INDIVIDUAL_MODES = ("new", "forward")
@@ -34,30 +35,7 @@ MAX_INDIVIDUAL_PARAM = "pipemail_campaigns.max_recipients"
 kind of send, so the same limit; read as a plain parameter, pipemail_campaigns need
 not be installed."""
 MAX_INDIVIDUAL_DEFAULT = 100
-USER_FIELDS = frozenset(
-    {
-        "mode",
-        "thread_id",
-        "parent_message_id",
-        "res_model",
-        "res_id",
-        "lead_id",
-        "project_id",
-        "partner_id",
-        "account_id",
-        "email_to",
-        "email_cc",
-        "email_bcc",
-        "individual",
-        "subject",
-        "body",
-        "quote_html",
-        "template_id",
-        "attachment_ids",
-        "tracking",
-        "scheduled_at",
-    }
-)
+USER_FIELDS = frozenset(DRAFT_FIELDS) | {"attachment_ids"}
 """What the person writing sets; the outgoing rows it created are the server's."""
 
 
@@ -436,11 +414,7 @@ class PipemailCompose(models.TransientModel):
             wizard.text_direction = pm_html.text_direction(text) or "ltr"
 
     def _pipemail_estimate(self):
-        body = len(str(self.body or "").encode()) * 2  # the HTML and its text version
-        files = sum(
-            pm_outbound.base64_size(a.file_size or 0) + 400 for a in self.attachment_ids.sudo()
-        )
-        return body + files + 2000  # headers
+        return self.env["pipemail.outbox"]._pipemail_estimate_size(self.body, self.attachment_ids)
 
     @api.depends("attachment_ids", "account_id", "body")
     def _compute_size(self):
@@ -521,11 +495,9 @@ class PipemailCompose(models.TransientModel):
         (self.lead_id | self.thread_id.lead_id).check_access("read")
         (self.project_id | self.thread_id.project_id).check_access("read")
         self.partner_id.check_access("read")
-        limit, provider = self.env["pipemail.outbox"]._pipemail_size_limit(self.account_id.sudo())
-        try:
-            pm_outbound.check_size(self._pipemail_estimate(), limit, provider)
-        except pm_errors.SizeLimitExceeded as exc:
-            raise UserError(str(exc))
+        self.env["pipemail.outbox"]._pipemail_check_size(
+            self.account_id, self.body, self.attachment_ids
+        )
 
     @api.model
     def _pipemail_individual_limit(self):
