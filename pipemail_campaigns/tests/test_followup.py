@@ -217,3 +217,11 @@ class TestFollowup(PipemailAutomationCase):
         )
         with self.assertRaises(UserError):
             wizard.action_send()
+        # over RPC the numbers can be anything: more than MAX_STEPS or no delay is refused
+        for values in ({"followup_steps": 11}, {"followup_days": 0}, {"followup_steps": 0}):
+            wizard = self.compose(res_model="crm.lead", res_id=lead.id).create(
+                {"subject": "Again", "followup_template_id": self.nudge.id, **values}
+            )
+            with self.assertRaises(UserError, msg=str(values)):
+                wizard.action_send()
+        self.assertEqual(self.env["pipemail.followup"].with_user(self.sender).search_count([]), 1)

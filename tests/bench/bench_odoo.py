@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -827,18 +828,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     opts = parser.parse_args(argv)
 
-    # SIGTERM unwinds like Ctrl-C: every finally below runs
-    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(143))
-    install = odoo_tier.find_odoo()
-    odoo_tier.ensure_engine_deps(install)
-    print(f"Odoo {install.version} at {install.where}; {os.cpu_count()} CPUs, {load()}")
-    workdir = Path(tempfile.mkdtemp(prefix="pipemail-bench-odoo-"))
     started = time.monotonic()
     try:
-        with contextlib.ExitStack() as stack:
-            dovecot = stack.enter_context(Dovecot())
-            db = stack.enter_context(odoo_tier.private_postgres(workdir))
-            odoo = Odoo(install, db, workdir)
+        with bench_run("pipemail-bench-odoo-", opts.keep) as (odoo, dovecot):
+            workdir = odoo.workdir
             # install while the mailboxes fill: two independent minutes
             template = "bench_template"
             modules = ",".join((*odoo_tier.BASE_MODULES, *odoo_tier.ADDONS))
@@ -973,8 +966,26 @@ def main(argv: list[str] | None = None) -> int:
     except Step as exc:
         print(f"FAILED: {exc}")
         return 2
+
+
+@contextlib.contextmanager
+def bench_run(prefix: str, keep: bool) -> Iterator[tuple[Odoo, Dovecot]]:
+    """What an Odoo benchmark starts: the Odoo found as the Odoo tier finds it (with the
+    engine's packages), a work directory, the harness Dovecot and a private PostgreSQL;
+    all stopped and removed at the end (the directory kept with ``keep``)."""
+    # SIGTERM unwinds like Ctrl-C: every finally below runs
+    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(143))
+    install = odoo_tier.find_odoo()
+    odoo_tier.ensure_engine_deps(install)
+    print(f"Odoo {install.version} at {install.where}; {os.cpu_count()} CPUs, {load()}")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with contextlib.ExitStack() as stack:
+            dovecot = stack.enter_context(Dovecot())
+            db = stack.enter_context(odoo_tier.private_postgres(workdir))
+            yield Odoo(install, db, workdir), dovecot
     finally:
-        if opts.keep:
+        if keep:
             print(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
