@@ -138,6 +138,10 @@ result = demo_data.setup(
     env, "127.0.0.1", {port}, {user!r}, {password!r}, security="starttls", email={owner!r},
     contacts=[(c.name, c.email, c.company) for c in mailgen.contacts(7)],
 )
+if {ai!r}:
+    # the local AI server runs beside the demo: the helpers are on for its company
+    env.company.pipemail_ai_enabled = True
+    env.cr.commit()
 print("PIPEMAIL_DEMO", result)
 """
 
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         if not port_free(HTTP_PORT):
             say(f"port {HTTP_PORT} is in use: stop what listens there (an earlier demo?) first")
             return 1
+        ai_model = local_ai_model()
         with odoo_tier.private_postgres(VAR / "pg", port=PG_PORT) as db:
             conf = write_conf(db, odoo, dovecot.cafile)
             env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -219,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 user=MAILBOX_USER,
                 password=MAILBOX_PASSWORD,
                 port=IMAP_PORT,
+                ai=bool(ai_model) and not no_serve,
             )
             shell = [odoo.command[0], *odoo.command[1:2], "shell", *base[len(odoo.command) :]]
             proc = subprocess.run(
@@ -259,11 +265,54 @@ def main(argv: list[str] | None = None) -> int:
                 f"serving on http://localhost:{HTTP_PORT} until Ctrl-C (or SIGTERM), "
                 "which stops Odoo, PostgreSQL and Dovecot."
             )
+            ai = start_local_ai(ai_model)
             try:
                 subprocess.run([*base, "-d", DB, "--log-level=warn"], env=env, check=False)
             except KeyboardInterrupt:
                 pass
+            finally:
+                if ai is not None:
+                    ai.terminate()
+                    ai.wait(timeout=30)
     return 0
+
+
+def local_ai_model() -> str:
+    """The bundled model's file when the local AI server can run here, else ''."""
+    from pipemail.ai import local
+    from pipemail.errors import ConfigError
+
+    if not local.server_available():
+        say(
+            "AI helpers: llama-cpp-python is not installed here (pip install -e .[ai]); "
+            "the demo runs without them"
+        )
+        return ""
+    try:
+        return str(local.bundled_model_path())
+    except ConfigError as exc:
+        say(f"AI helpers: {exc}; the demo runs without them")
+        return ""
+
+
+def start_local_ai(model: str) -> subprocess.Popen[bytes] | None:
+    """The local llama.cpp server the AI helpers use by default, beside the demo Odoo."""
+    if not model:
+        return None
+    from pipemail.ai import local
+
+    if not port_free(local.DEFAULT_PORT):
+        say(f"AI helpers: port {local.DEFAULT_PORT} is in use; using the AI server there")
+        return None
+    log = open(VAR / "ai-server.log", "wb")  # noqa: SIM115 - the server's, closed with it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipemail.ai.local", "--model", model],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    say(f"AI helpers: local model on {local.DEFAULT_BASE_URL} (log {log.name})")
+    return proc
 
 
 def _interrupt(signum: int, frame: object) -> None:
