@@ -24,5 +24,8 @@
             "pipemail_ai/static/src/**/*.scss",
             "pipemail_ai/static/src/**/*.xml",
         ],
+        "web.assets_tests": [
+            "pipemail_ai/static/tests/tours/*.js",
+        ],
     },
 }

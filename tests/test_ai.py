@@ -483,6 +483,15 @@ def test_endpoint_down():
     assert caught.value.temporary
 
 
+def test_local_server_queues_simultaneous_requests():
+    """llama-cpp-python's server interrupts the answer being streamed when a new request
+    comes (its default): two people asking at once would cut each other's answers."""
+    from pipemail.ai import local
+
+    argv = local.server_command("/models/m.gguf", port=8081)
+    assert argv[argv.index("--interrupt_requests") + 1] == "False"
+
+
 def test_local_default_down_says_how_to_start_it(monkeypatch):
     monkeypatch.setattr(ai_client, "DEFAULT_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(errors.AIUnreachable) as caught:

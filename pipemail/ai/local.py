@@ -108,6 +108,11 @@ def server_command(
         str(threads or default_threads()),
         "--verbose",
         "False",
+        # one request at a time, the others wait their turn: by default a new request
+        # interrupts the one being answered, whose user then gets a cut, unreadable answer
+        # (bench_ai.py --odoo: 3 of 4 simultaneous summaries failed that way)
+        "--interrupt_requests",
+        "False",
     ]
     if seed is not None:
         argv += ["--seed", str(seed)]

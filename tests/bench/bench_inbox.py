@@ -33,7 +33,6 @@ for _path in (str(ROOT / "tools"), str(ROOT / "tests"), str(ROOT / "tests" / "be
         sys.path.insert(0, _path)
 
 import bench_odoo  # noqa: E402
-import odoo_tier  # noqa: E402
 
 TARGET_COUNTS_MS = 100.0
 TARGET_OPEN_MS = 150.0
@@ -192,22 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with bench_odoo.bench_run("pipemail-bench-inbox-", opts.keep) as (odoo, dovecot):
             dbname = "bench_inbox"
-            modules = ",".join((*odoo_tier.BASE_MODULES, *odoo_tier.ADDONS))
-            odoo.run("install", odoo.argv(dbname, "-i", modules, "--stop-after-init"))
-            _messages, pm_user, _native = bench_odoo.fill_mailboxes(dovecot, 20, 1)
-            setup = odoo.shell(
-                "setup",
-                dbname,
-                bench_odoo.SETUP_CODE,
-                {
-                    "tools": str(ROOT / "tools"),
-                    "seed": 1,
-                    "port": dovecot.port,
-                    "user": pm_user.name,
-                    "password": pm_user.password,
-                    "owner": bench_odoo.OWNER,
-                },
-            )
+            setup = bench_odoo.demo_database(odoo, dovecot, dbname, 20)
             print(f"installed in {time.monotonic() - started:.0f} s; filler ({bench_odoo.load()})")
             fill = odoo.shell(
                 "fill",

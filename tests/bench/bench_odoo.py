@@ -582,9 +582,9 @@ def fill_mailboxes(dovecot: Dovecot, count: int, seed: int):
 
 
 @contextlib.contextmanager
-def odoo_server(odoo: Odoo, dbname: str, port: int) -> Any:
+def odoo_server(odoo: Odoo, dbname: str, port: int, *extra: str) -> Any:
     """A threaded Odoo server with 2 cron threads on ``dbname`` (its IDLE watchers and
-    the sync they wake run in this process)."""
+    the sync they wake run in this process); ``extra``: more command-line options."""
     log = odoo.workdir / "server.log"
     log.unlink(missing_ok=True)
     argv = odoo.argv(
@@ -594,6 +594,7 @@ def odoo_server(odoo: Odoo, dbname: str, port: int) -> Any:
         "--workers=0",
         "--max-cron-threads=2",
         f"--logfile={log}",
+        *extra,
     )
     proc = subprocess.Popen(
         argv,
@@ -1096,6 +1097,24 @@ def bench_run(prefix: str, keep: bool) -> Iterator[tuple[Odoo, Dovecot]]:
             print(f"work directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def demo_database(odoo: Odoo, dovecot: Dovecot, dbname: str, messages: int) -> dict[str, Any]:
+    """``dbname`` with crm, project, mail and the addons installed and the demo salesperson
+    (login ``demo``) whose mailbox holds ``messages`` generated messages (not synced yet):
+    what SETUP_CODE returns (``account_id``, ``uid``, ``company_id``, ``state`` ...)."""
+    modules = ",".join((*odoo_tier.BASE_MODULES, *odoo_tier.ADDONS))
+    odoo.run("install", odoo.argv(dbname, "-i", modules, "--stop-after-init"))
+    _messages, pm_user, _native = fill_mailboxes(dovecot, messages, 1)
+    params = {
+        "tools": str(ROOT / "tools"),
+        "seed": 1,
+        "port": dovecot.port,
+        "user": pm_user.name,
+        "password": pm_user.password,
+        "owner": OWNER,
+    }
+    return odoo.shell("setup", dbname, SETUP_CODE, params)
 
 
 def report(opts, messages, in_inbox, native, sync, fill, inbox, push, web) -> None:
