@@ -4,7 +4,7 @@ or one per recipient when sent individually)."""
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
-from ..models.pipemail_followup import default_days
+from ..models.pipemail_followup import check_options, default_days
 
 FOLLOWUP_FIELDS = frozenset(
     {
@@ -40,13 +40,11 @@ class PipemailCompose(models.TransientModel):
         res = super()._pipemail_check()
         template = self.followup_template_id
         if template:
-            template.check_access("read")
-            if not self.render_res_id or template.model != self.render_model:
+            if not self.render_res_id:
                 raise UserError(_("The follow-up template is for another kind of record."))
-            if self.followup_days < 1 or not 1 <= self.followup_steps <= 10:
-                raise UserError(
-                    _("Follow up after at least one day, and at most ten times in a row.")
-                )
+            check_options(
+                self.env, template, self.render_model, self.followup_days, self.followup_steps
+            )
         return res
 
     def _pipemail_create_outbox(self):

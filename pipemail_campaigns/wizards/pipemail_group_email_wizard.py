@@ -28,6 +28,8 @@ from odoo.addons.pipemail_sync.wizards.pipemail_compose import (
 
 from pipemail import errors as pm_errors
 
+from ..models.pipemail_followup import check_options, default_days
+
 SOURCE_MODELS = ("res.partner", "crm.lead", "project.project")
 RENDER_MODEL = {
     "res.partner": "res.partner",
@@ -46,6 +48,10 @@ USER_FIELDS = frozenset(
         "lang",
         "attachment_ids",
         "tracking",
+        "followup_template_id",
+        "followup_days",
+        "followup_business_days",
+        "followup_steps",
         "schedule",
         "scheduled_date",
         "preview_index",
@@ -83,6 +89,16 @@ class PipemailGroupEmailWizard(models.TransientModel):
         string="Track Opens and Clicks",
         default=lambda self: self.env.user.pipemail_tracking_default,
     )
+    followup_template_id = fields.Many2one(
+        "mail.template",
+        string="Follow Up If No Reply",
+        domain="[('model', '=', render_model)]",
+        help="Sent to each recipient who has not answered their copy in time, as a reply "
+        "in that conversation.",
+    )
+    followup_days = fields.Integer(string="After (days)", default=default_days)
+    followup_business_days = fields.Boolean(string="Business Days Only")
+    followup_steps = fields.Integer(string="Follow-ups At Most", default=1)
     schedule = fields.Boolean(string="Send Later")
     scheduled_date = fields.Datetime(string="Send At")
     check_html = fields.Html(string="Recipients", compute="_compute_check", sanitize=False)
@@ -494,6 +510,14 @@ class PipemailGroupEmailWizard(models.TransientModel):
             raise UserError(_("Write the text of the email first."))
         if self.schedule and not self.scheduled_date:
             raise UserError(_("Choose when to send, or untick Send Later."))
+        if self.followup_template_id:
+            check_options(
+                self.env,
+                self.followup_template_id,
+                self.render_model,
+                self.followup_days,
+                self.followup_steps,
+            )
         self.attachment_ids.check_access("read")
         limit, provider = self.env["pipemail.outbox"]._pipemail_size_limit(self.account_id.sudo())
         files = sum(
@@ -529,6 +553,10 @@ class PipemailGroupEmailWizard(models.TransientModel):
                     "subject": self.subject,
                     "body_html": self.body,
                     "tracking": self.tracking,
+                    "followup_template_id": self.followup_template_id.id or False,
+                    "followup_days": self.followup_days,
+                    "followup_business_days": self.followup_business_days,
+                    "followup_steps": self.followup_steps,
                     "scheduled_date": max(when, now),
                     "state": "scheduled",
                 }
