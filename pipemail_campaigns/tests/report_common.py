@@ -93,7 +93,7 @@ class ReportSeed:
         cls.e5 = cls.email(cls.box_olga, "e@gamma.example", True, april)
         cls.e6 = cls.email(cls.box_sam, "f@beta.example", True, datetime(2027, 4, 5, 9, 0))
         cls.e7 = cls.email(cls.box_sam, "g@acme.example", False, datetime(2027, 4, 6, 9, 0))
-        cls.email(cls.box_sam, "queued@acme.example", True, None)  # never left: not counted
+        cls.queued = cls.email(cls.box_sam, "queued@acme.example", True, None)  # never left
         cls.emails = {f"e{i}": getattr(cls, f"e{i}") for i in range(1, 8)}
         # e1's conversation is linked to Sam's opportunity (which his manager can read)
         cls.lead = cls.env["crm.lead"].create(
