@@ -20,6 +20,7 @@
         "views/res_config_settings_views.xml",
         "security/pipemail_group_email_rules.xml",
         "views/pipemail_group_email_views.xml",
+        "views/pipemail_outbox_views.xml",
         "views/unsubscribe_templates.xml",
         "wizards/pipemail_group_email_wizard_views.xml",
         "data/pipemail_group_email_data.xml",

@@ -9,3 +9,5 @@ from . import pipemail_outbox_automation
 from . import pipemail_followup
 from . import crm_lead
 from . import base_automation
+from . import mail_blacklist
+from . import pipemail_tracking_event

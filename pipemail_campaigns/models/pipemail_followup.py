@@ -41,8 +41,6 @@ REASONS = [
     ("user", "Cancelled by the user"),
     ("error", "Could not be written"),
 ]
-UNDELIVERED = ("failed", "cancelled")
-"""Outbox states of an original that did not reach its recipients."""
 NOT_YET_SENT = ("queued", "sending", "retry", "uncertain")
 CLOCK_SKEW = timedelta(minutes=10)
 """A reply whose Date is a little before the original's send time (the sender's clock)
@@ -64,8 +62,8 @@ MAX_STEPS = 10
 
 def option_fields(template_label, template_domain):
     """The four fields of a "follow up if no reply" option (template, delay, business
-    days, steps), declared once for each place that offers it: the composer and the
-    "Send Email from Mailbox" server action."""
+    days, steps), declared once for each place that offers it: the composer, the group
+    email and the "Send Email from Mailbox" server action."""
     return (
         fields.Many2one(
             "mail.template",
@@ -82,6 +80,22 @@ def option_fields(template_label, template_domain):
             help="A follow-up with no reply is followed up again, up to this many times.",
         ),
     )
+
+
+def check_options(env, template, model, days, steps):
+    """The "Follow up if no reply" options a user chose (composer, group email): a
+    template they can read, for the records the email is written about, a delay of a
+    day or more, one to MAX_STEPS steps."""
+    template.check_access("read")
+    if template.model != model:
+        raise UserError(env._("The follow-up template is for another kind of record."))
+    if days < 1 or not 1 <= steps <= MAX_STEPS:
+        raise UserError(
+            env._(
+                "Follow up after at least one day, and at most %(steps)s times in a row.",
+                steps=MAX_STEPS,
+            )
+        )
 
 
 def add_business_days(start, days):
@@ -179,6 +193,13 @@ class PipemailFollowup(models.Model):
             }
         )
 
+    def write(self, vals):
+        res = super().write(vals)
+        if "sent_outbox_id" in vals:
+            # the email a follow-up sent counts as a "follow-up" in the report
+            self.env["pipemail.email.stat"]._pipemail_refresh(self.sudo().sent_outbox_id.ids)
+        return res
+
     # ------------------------------------------------------------------ buttons
 
     def action_cancel(self):
@@ -243,11 +264,25 @@ class PipemailFollowup(models.Model):
         return bool(self.env["mail.blacklist"].sudo().search_count([("email", "in", emails)]))
 
     def _pipemail_undelivered(self):
-        """Hook for bounce handling: today an original that the server refused or the
-        user cancelled; the bounce parser (group email, issue 11) extends this with
-        bounces received later."""
+        """The followed email did not reach its recipient: the outbox's one rule
+        (refused, cancelled, or a hard bounce report received since)."""
         self.ensure_one()
-        return self.outbox_id.sudo().state in UNDELIVERED
+        return self.outbox_id._pipemail_is_undelivered()
+
+    @api.model
+    def _pipemail_cancel_for_undelivered(self, outboxes):
+        """Pending follow-ups of these emails, and of chains they started, stop now
+        (called by ``pipemail.outbox._pipemail_mark_undelivered``, the bounce entry
+        point; the cron's check of :meth:`_pipemail_undelivered` is the same rule)."""
+        pending = self.sudo().search(
+            [
+                ("state", "=", "pending"),
+                "|",
+                ("outbox_id", "in", outboxes.ids),
+                ("origin_outbox_id", "in", outboxes.ids),
+            ]
+        )
+        return pending._pipemail_cancel("bounced")
 
     def _pipemail_closed(self):
         lead = self.outbox_id.sudo().lead_id.with_context(active_test=False)

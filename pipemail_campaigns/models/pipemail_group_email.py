@@ -55,6 +55,17 @@ class PipemailGroupEmail(models.Model):
     subject = fields.Char(readonly=True)
     body_html = fields.Html(string="Text", readonly=True, sanitize=True)
     tracking = fields.Boolean(string="Track Opens and Clicks", readonly=True)
+    followup_template_id = fields.Many2one(
+        "mail.template",
+        string="Follow Up If No Reply",
+        readonly=True,
+        ondelete="set null",
+        help="Sent to each recipient who has not answered their copy in time, as a reply "
+        "in that conversation.",
+    )
+    followup_days = fields.Integer(string="After (days)", readonly=True)
+    followup_business_days = fields.Boolean(string="Business Days Only", readonly=True)
+    followup_steps = fields.Integer(string="Follow-ups At Most", readonly=True)
     attachment_ids = fields.Many2many(
         "ir.attachment",
         "pipemail_group_email_attachment_rel",

@@ -194,5 +194,14 @@ class PipemailGroupEmailRecipient(models.Model):
                 row.write({"cancelled": True, "problem": exc.args[0], "outbox_id": outbox.id})
                 continue
             row.write({"outbox_id": outbox.id, "slot_date": row.slot_date or now})
+            if group.followup_template_id:
+                # checked as the sender in the wizard; the follow-up rows are the server's
+                self.env["pipemail.followup"]._pipemail_schedule(
+                    outbox,
+                    group.followup_template_id,
+                    group.followup_days,
+                    group.followup_business_days,
+                    group.followup_steps,
+                )
             outboxes |= outbox
         return outboxes

@@ -1,31 +1,36 @@
 """Email performance: one row per email that left through pipemail (1:1, group,
 automation, follow-up), with its outcome as 0/1 figures the pivot sums.
 
-A SQL view, not a materialised table: the figures are always those of now (an open
-counts the second it is logged, a reply the second it is synced) and there is nothing
-to refresh or to get out of step. Its cost is the per-email look-up of events and
-replies, served by the partial indexes created in ``init`` (events by email, human
-only; incoming messages by conversation). If the pivot over millions of emails is too
-slow, the same SELECT becomes a materialised view refreshed by a cron; the model does
-not change.
+A view over ``pipemail.email.stat``, the table the server keeps current email by
+email (why, and how: that file's docstring), plus the sales team read live (the
+lead's team, else the salesperson's first team).
 
-Untracked emails have NULL, not 0, for opens and clicks: they count for sent,
-delivered, replies and bounces, and show as "not tracked" rather than as unopened.
+Rates (documented in ``readme/USAGE.md``): open rate = unique human opens / tracked
+delivered emails, click rate = unique clicks / tracked delivered emails, reply rate =
+replies / delivered emails. Untracked emails have NULL, not 0, for opens and clicks:
+they count for sent, delivered, replies and bounces, show as "not tracked" rather than
+as unopened, and are not in the open and click rates' denominators. The rate columns
+are per-email values (100 or 0, NULL where the email is not in the denominator)
+averaged by the pivot, which gives each cell its exact ratio.
 
 No content is in the view (no subject, no body, no address but the recipient's
 domain): rows are filtered by record rules (a salesperson their own, a sales manager
-their teams'), and the drill-down lists these rows, not the emails.
+their teams'). :meth:`PipemailEmailReport.action_open_emails` is the drill-down to the
+emails behind rows, read as the reader (what they may not open stays out).
 """
 
-from odoo import api, fields, models, tools
+from odoo import _, api, fields, models, tools
 from odoo.tools import SQL
 
-KINDS = [
-    ("direct", "1:1"),
-    ("group", "Group Email"),
-    ("automation", "Automation"),
-    ("followup", "Follow-up"),
-]
+from .pipemail_email_stat import KINDS
+
+
+def _rate(string, help_text):
+    """A rate column: per email 100, 0, or NULL when the email is not in the rate's
+    denominator; the pivot's average of a cell is then the cell's exact rate."""
+    return fields.Float(
+        string=string, readonly=True, aggregator="avg", digits=(5, 1), help=help_text
+    )
 
 
 class PipemailEmailReport(models.Model):
@@ -43,6 +48,7 @@ class PipemailEmailReport(models.Model):
     company_id = fields.Many2one("res.company", readonly=True)
     template_id = fields.Many2one("mail.template", string="Template", readonly=True)
     rule_id = fields.Many2one("base.automation", string="Automation Rule", readonly=True)
+    group_email_id = fields.Many2one("pipemail.group.email", string="Group Email", readonly=True)
     kind = fields.Selection(KINDS, readonly=True)
     recipient_domain = fields.Char(string="Recipient Domain", readonly=True)
     lead_id = fields.Many2one("crm.lead", string="Lead / Opportunity", readonly=True)
@@ -72,93 +78,82 @@ class PipemailEmailReport(models.Model):
     )
     replied = fields.Integer(string="Replies", readonly=True, aggregator="sum")
     unsubscribed = fields.Integer(string="Unsubscribes", readonly=True, aggregator="sum")
+    open_rate = _rate("Open Rate (%)", "Unique human opens / tracked delivered emails.")
+    click_rate = _rate("Click Rate (%)", "Unique clicks / tracked delivered emails.")
+    reply_rate = _rate("Reply Rate (%)", "Replies / delivered emails, tracked or not.")
     open_status = fields.Selection(
         [("opened", "Opened"), ("not_opened", "Not opened"), ("not_tracked", "Not tracked")],
         string="Opened?",
         readonly=True,
     )
 
-    def _bounced_sql(self):
-        """Hook: when an email counts as bounced. Today: a recipient the server refused
-        for good at sending time; the bounce parser (issue 11) extends this with the
-        bounce reports received later."""
-        return SQL("(o.rcpt_refused IS NOT NULL AND o.rcpt_refused <> '')")
-
-    def _kind_sql(self):
-        """Hook: group email (issue 11) adds its own case before 'direct'."""
-        return SQL(
-            "CASE WHEN f.id IS NOT NULL THEN 'followup'"
-            " WHEN o.pipemail_action_id IS NOT NULL THEN 'automation' ELSE 'direct' END"
-        )
-
     def _query(self):
-        bounced = self._bounced_sql()
         return SQL(
             """
-            SELECT o.id AS id, o.id AS outbox_id, o.sent_date AS date, o.user_id,
+            SELECT s.id, s.outbox_id, s.date, s.user_id,
                    COALESCE(l.team_id, tm.crm_team_id) AS team_id,
-                   o.account_id, o.company_id, a.pipemail_template_id AS template_id,
-                   a.base_automation_id AS rule_id, %(kind)s AS kind,
-                   lower(substring(o.email_to from '@([^>,\\s]+)')) AS recipient_domain,
-                   o.lead_id,
-                   CASE WHEN COALESCE(o.tracking, false) THEN 'tracked'
-                        ELSE 'not_tracked' END AS tracked,
-                   1 AS sent,
-                   CASE WHEN %(bounced)s THEN 0 ELSE 1 END AS delivered,
-                   CASE WHEN %(bounced)s THEN 1 ELSE 0 END AS bounced,
-                   CASE WHEN COALESCE(o.tracking, false) AND NOT %(bounced)s THEN 1 ELSE 0 END
-                       AS tracked_delivered,
-                   CASE WHEN NOT COALESCE(o.tracking, false) THEN NULL
-                        WHEN EXISTS (SELECT 1 FROM pipemail_tracking_event e
-                                     WHERE e.outbox_id = o.id AND e.kind = 'open'
-                                       AND NOT COALESCE(e.is_machine, false))
-                        THEN 1 ELSE 0 END AS opened,
-                   CASE WHEN NOT COALESCE(o.tracking, false) THEN NULL
-                        WHEN EXISTS (SELECT 1 FROM pipemail_tracking_event e
-                                     WHERE e.outbox_id = o.id AND e.kind = 'click'
-                                       AND NOT COALESCE(e.is_machine, false))
-                        THEN 1 ELSE 0 END AS clicked,
-                   CASE WHEN EXISTS (SELECT 1 FROM pipemail_message m
-                                     WHERE m.thread_id = o.thread_id AND m.direction = 'in'
-                                       AND m.date >= o.sent_date)
-                        THEN 1 ELSE 0 END AS replied,
-                   CASE WHEN EXISTS (SELECT 1 FROM mail_blacklist b
-                                     WHERE b.active AND b.email = lower(
-                                        substring(o.email_to from '([^<>,\\s]+@[^<>,\\s]+)')))
-                        THEN 1 ELSE 0 END AS unsubscribed,
-                   CASE WHEN NOT COALESCE(o.tracking, false) THEN 'not_tracked'
-                        WHEN EXISTS (SELECT 1 FROM pipemail_tracking_event e
-                                     WHERE e.outbox_id = o.id AND e.kind = 'open'
-                                       AND NOT COALESCE(e.is_machine, false))
-                        THEN 'opened' ELSE 'not_opened' END AS open_status
-              FROM pipemail_outbox o
-              LEFT JOIN crm_lead l ON l.id = o.lead_id
-              LEFT JOIN ir_act_server a ON a.id = o.pipemail_action_id
-              LEFT JOIN pipemail_followup f ON f.sent_outbox_id = o.id
-              LEFT JOIN LATERAL (
-                    SELECT crm_team_id FROM crm_team_member tm
-                     WHERE tm.user_id = o.user_id AND tm.active
-                     ORDER BY tm.create_date, tm.id LIMIT 1) tm ON true
-             WHERE o.sent_date IS NOT NULL
-            """,
-            kind=self._kind_sql(),
-            bounced=bounced,
+                   s.account_id, s.company_id, s.template_id, s.rule_id, s.group_email_id,
+                   s.kind, s.recipient_domain, s.lead_id,
+                   CASE WHEN s.tracked THEN 'tracked' ELSE 'not_tracked' END AS tracked,
+                   s.sent, s.delivered, s.bounced, s.tracked_delivered, s.opened, s.clicked,
+                   s.replied, s.unsubscribed,
+                   CASE WHEN s.tracked_delivered = 1
+                        THEN (100 * s.opened)::float8 END AS open_rate,
+                   CASE WHEN s.tracked_delivered = 1
+                        THEN (100 * s.clicked)::float8 END AS click_rate,
+                   CASE WHEN s.delivered = 1 THEN (100 * s.replied)::float8 END AS reply_rate,
+                   CASE WHEN NOT s.tracked THEN 'not_tracked'
+                        WHEN s.opened = 1 THEN 'opened' ELSE 'not_opened' END AS open_status
+              FROM pipemail_email_stat s
+              LEFT JOIN crm_lead l ON l.id = s.lead_id
+              LEFT JOIN (SELECT DISTINCT ON (user_id) user_id, crm_team_id
+                           FROM crm_team_member WHERE active
+                          ORDER BY user_id, create_date, id) tm ON tm.user_id = s.user_id
+            """
         )
 
     def init(self):
         cr = self.env.cr
-        cr.execute(
-            "CREATE INDEX IF NOT EXISTS pipemail_tracking_event_human_idx"
-            " ON pipemail_tracking_event (outbox_id, kind) WHERE NOT COALESCE(is_machine, false)"
-        )
-        cr.execute(
-            "CREATE INDEX IF NOT EXISTS pipemail_message_in_thread_date_idx"
-            " ON pipemail_message (thread_id, date) WHERE direction = 'in'"
-        )
         tools.drop_view_if_exists(cr, self._table)
         cr.execute(
             SQL("CREATE OR REPLACE VIEW %s AS (%s)", SQL.identifier(self._table), self._query())
         )
+
+    # ------------------------------------------------------------------ drill-down
+
+    def action_open_emails(self):
+        """The emails these rows count, as a list of conversation messages the reader
+        may open (the report's rows are checked as theirs first; the emails are then
+        searched as the reader, so what they may not read stays out and is counted)."""
+        self.check_access("read")
+        return self._action_open_emails()
+
+    @api.model
+    def action_open_cell(self, domain):
+        """Drill-down from a pivot or graph cell: ``domain`` is the cell's."""
+        return self.search(domain or [])._action_open_emails()
+
+    def _action_open_emails(self):
+        outbox_ids = [row.outbox_id.id for row in self]
+        messages = self.env["pipemail.message"].search([("pipemail_outbox_id", "in", outbox_ids)])
+        hidden = len(set(outbox_ids) - set(messages.pipemail_outbox_id.ids))
+        if hidden:
+            name = _(
+                "Emails (%(shown)s; %(hidden)s you cannot open)",
+                shown=len(messages),
+                hidden=hidden,
+            )
+        else:
+            name = _("Emails (%(shown)s)", shown=len(messages))
+        return {
+            "type": "ir.actions.act_window",
+            "name": name,
+            "res_model": "pipemail.message",
+            "view_mode": "list,form",
+            "views": [(False, "list"), (False, "form")],
+            "domain": [("id", "in", messages.ids)],
+            "context": {"create": False},
+        }
 
     @api.model
     def _pipemail_headline(self, domain=None):

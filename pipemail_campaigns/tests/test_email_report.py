@@ -1,160 +1,109 @@
-"""The email performance report on a seeded dataset, figures computed by hand."""
+"""The email performance report on a seeded dataset, figures computed by hand, per group;
+its table kept current by the code paths; access; the drill-down."""
 
-from datetime import datetime
-
-from odoo import Command
 from odoo.exceptions import AccessError
-from odoo.tests import TransactionCase, new_test_user, tagged
+from odoo.tests import HttpCase, TransactionCase, tagged
+
+from ..report.pipemail_email_stat import MEASURES
+from .report_common import BY_HAND, ReportSeed
+
+RATES = ("open_rate", "click_rate", "reply_rate")
 
 
 @tagged("post_install", "-at_install")
-class TestEmailReport(TransactionCase):
+class TestEmailReport(ReportSeed, TransactionCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.env["ir.config_parameter"].sudo().set_param("pipemail.allow_private_hosts", "1")
-        company = cls.env.company
-
-        def user(login, groups="sales_team.group_sale_salesman"):
-            return new_test_user(
-                cls.env,
-                login,
-                email=f"{login}@ourco.example",
-                groups=groups,
-                company_id=company.id,
-                company_ids=[Command.set(company.ids)],
-            )
-
-        cls.sam = user("rp_sam")
-        cls.sally = user("rp_sally")
-        cls.olga = user("rp_olga")
-        cls.mia = user("rp_mia", "sales_team.group_sale_manager")
-        cls.portal = new_test_user(cls.env, "rp_portal", groups="base.group_portal")
-        Team = cls.env["crm.team"]
-        cls.team_a = Team.create(
-            {
-                "name": "Team A",
-                "user_id": cls.mia.id,
-                "member_ids": [Command.set((cls.sam | cls.sally).ids)],
-            }
-        )
-        cls.team_b = Team.create({"name": "Team B", "member_ids": [Command.set(cls.olga.ids)]})
-        Account = cls.env["pipemail.account"]
-        cls.box_sam = Account.create(
-            {
-                "name": "sam",
-                "email": "rp_sam@ourco.example",
-                "user_id": cls.sam.id,
-                "imap_host": "127.0.0.1",
-                "smtp_host": "127.0.0.1",
-            }
-        )
-        cls.box_olga = Account.create(
-            {
-                "name": "olga",
-                "email": "rp_olga@ourco.example",
-                "user_id": cls.olga.id,
-                "imap_host": "127.0.0.1",
-                "smtp_host": "127.0.0.1",
-            }
-        )
-        when = datetime(2027, 3, 10, 9, 0)
-        cls.e1 = cls.email(cls.box_sam, "a@acme.example", True, when)
-        cls.e2 = cls.email(cls.box_sam, "b@acme.example", True, when)
-        cls.e3 = cls.email(cls.box_sam, "Carl <c@beta.example>", False, when)
-        cls.e4 = cls.email(cls.box_sam, "d@acme.example", True, when, refused="d@acme.example: no")
-        cls.e5 = cls.email(cls.box_olga, "e@gamma.example", True, datetime(2027, 4, 2, 9, 0))
-        cls.email(cls.box_sam, "queued@acme.example", True, None)  # never left: not counted
-        Event = cls.env["pipemail.tracking.event"].sudo()
-        ts = datetime(2027, 3, 10, 10, 0)
-        for outbox, kind, machine in [
-            (cls.e1, "open", False),
-            (cls.e1, "open", False),
-            (cls.e1, "click", False),
-            (cls.e2, "open", True),
-            (cls.e2, "click", True),
-            (cls.e3, "open", False),  # a stray hit on an untracked email: ignored
-            (cls.e5, "open", False),
-        ]:
-            Event.create({"outbox_id": outbox.id, "kind": kind, "ts": ts, "is_machine": machine})
-        cls.reply(cls.e1)
-        cls.reply(cls.e3)
-
-    @classmethod
-    def email(cls, account, to, tracking, sent, refused=False):
-        outbox = (
-            cls.env["pipemail.outbox"]
-            .sudo()
-            .create(
-                {
-                    "account_id": account.id,
-                    "user_id": account.user_id.id,
-                    "email_to": to,
-                    "subject": "secret subject",
-                    "body_html": "<p>secret body</p>",
-                }
-            )
-        )
-        thread = (
-            cls.env["pipemail.thread"]
-            .sudo()
-            .create({"account_id": account.id, "thread_key": f"k{outbox.id}", "subject": "s"})
-        )
-        outbox.write(
-            {
-                "tracking": tracking,
-                "sent_date": sent,
-                "thread_id": thread.id,
-                "state": "sent" if sent else "queued",
-                "rcpt_refused": refused,
-            }
-        )
-        return outbox
-
-    @classmethod
-    def reply(cls, outbox):
-        cls.env["pipemail.message"].sudo().create(
-            {
-                "thread_id": outbox.thread_id.id,
-                "account_id": outbox.account_id.id,
-                "key": f"r{outbox.id}",
-                "direction": "in",
-                "date": datetime(2027, 3, 11),
-                "email_from": "customer@acme.example",
-            }
-        )
+        cls.seed_report()
 
     def figures(self, user, **domain):
         Report = self.env["pipemail.email.report"].with_user(user)
         return Report._pipemail_headline([(k, "=", v) for k, v in domain.items()])
 
-    def test_figures_per_user_by_hand(self):
+    def seeded(self):
+        """Only the seeded emails: the database may hold others (an upgraded one)."""
+        return [("outbox_id", "in", [e.id for e in self.emails.values()])]
+
+    def report_groups(self, Report, groupby):
+        """``{group: {measure: value}}`` from the pivot's read, rates rounded."""
+        aggregates = [f"{m}:sum" for m in MEASURES] + [f"{r}:avg" for r in RATES]
+        result = {}
+        for group, *values in Report._read_group(self.seeded(), [groupby], aggregates):
+            figures = dict(zip([*MEASURES, *RATES], values, strict=True))
+            for name in MEASURES:
+                figures[name] = None if figures[name] is False else figures[name]
+            for name in RATES:
+                value = figures[name]
+                figures[name] = None if value is None or value is False else round(value, 6)
+            result[group] = figures
+        return result
+
+    def by_hand(self, key, names=None):
+        groups = self.expected(key, names)
+        for totals in groups.values():
+            for name in RATES:
+                if totals[name] is not None:
+                    totals[name] = round(totals[name], 6)
+        return groups
+
+    def test_hand_figures_per_group(self):
+        Report = self.env["pipemail.email.report"].sudo()
+        self.assertEqual(len(Report.search(self.seeded())), len(BY_HAND))
+        self.assertFalse(Report.search([("outbox_id", "=", self.queued.id)]), "never left: no row")
+        cases = {
+            "user_id": lambda r: self.users[r["user"]],
+            "team_id": lambda r: self.teams[r["user"]],
+            "recipient_domain": lambda r: r["domain"],
+            "tracked": lambda r: "tracked" if r["tracked"] else "not_tracked",
+            "kind": lambda r: r["kind"],
+            "date:month": lambda r: r["month"],
+        }
+        for groupby, key in cases.items():
+            with self.subTest(groupby=groupby):
+                got = self.report_groups(Report, groupby)
+                if groupby == "date:month":
+                    got = {d.strftime("%Y-%m"): v for d, v in got.items()}
+                self.assertEqual(got, self.by_hand(key))
+
+    def test_hand_figures_per_user_and_month_as_the_manager(self):
+        """The manager's pivot: team A only (Sam), cell by cell."""
+        Report = self.env["pipemail.email.report"].with_user(self.mia)
+        aggregates = [f"{m}:sum" for m in MEASURES]
+        got = {
+            (user, month.strftime("%Y-%m")): dict(
+                zip(MEASURES, [None if v is False else v for v in values], strict=True)
+            )
+            for user, month, *values in Report._read_group(
+                [], ["user_id", "date:month"], aggregates
+            )
+        }
+        expected = {
+            group: {m: totals[m] for m in MEASURES}
+            for group, totals in self.expected(
+                lambda r: (self.users[r["user"]], r["month"]),
+                names=[row[0] for row in BY_HAND if row[1] == "sam"],
+            ).items()
+        }
+        self.assertEqual(got, expected)
+
+    def test_headline_and_rates(self):
         sam = self.figures(self.sam)
         self.assertEqual(
+            {k: sam[k] for k in MEASURES},
             {
-                k: sam[k]
-                for k in (
-                    "sent",
-                    "delivered",
-                    "bounced",
-                    "tracked_delivered",
-                    "opened",
-                    "clicked",
-                    "replied",
-                )
-            },
-            {
-                "sent": 4,
-                "delivered": 3,
-                "bounced": 1,
+                "sent": 6,
+                "delivered": 4,
+                "bounced": 2,
                 "tracked_delivered": 2,
                 "opened": 1,
                 "clicked": 1,
                 "replied": 2,
+                "unsubscribed": 1,
             },
         )
         self.assertEqual(
-            (sam["open_rate"], sam["click_rate"], sam["reply_rate"]), (50.0, 50.0, 66.7)
+            (sam["open_rate"], sam["click_rate"], sam["reply_rate"]), (50.0, 50.0, 50.0)
         )
         olga = self.figures(self.olga)
         self.assertEqual((olga["sent"], olga["opened"], olga["open_rate"]), (1, 1, 100.0))
@@ -162,34 +111,70 @@ class TestEmailReport(TransactionCase):
     def test_untracked_is_not_tracked_not_zero(self):
         Report = self.env["pipemail.email.report"].with_user(self.sam)
         groups = {
-            tracked: (sent, opened, replied)
-            for tracked, sent, opened, replied in Report._read_group(
-                [], ["tracked"], ["sent:sum", "opened:sum", "replied:sum"]
+            tracked: (sent, opened, replied, rate)
+            for tracked, sent, opened, replied, rate in Report._read_group(
+                [], ["tracked"], ["sent:sum", "opened:sum", "replied:sum", "open_rate:avg"]
             )
         }
-        self.assertEqual(groups["tracked"], (3, 1, 1))
-        sent, opened, replied = groups["not_tracked"]
-        self.assertEqual((sent, replied), (1, 1))
+        self.assertEqual(groups["tracked"], (4, 1, 1, 50.0))
+        sent, opened, replied, rate = groups["not_tracked"]
+        self.assertEqual((sent, replied), (2, 1))
         self.assertIs(opened, False, "opens unknown (NULL, an empty cell), not zero")
+        self.assertIs(rate, False, "no open rate for untracked emails, not 0 %")
         row = Report.search([("outbox_id", "=", self.e3.id)])
         self.assertEqual(row.open_status, "not_tracked")
         self.assertEqual(row.recipient_domain, "beta.example")
 
+    def test_paths_agree_with_a_rebuild(self):
+        """Every figure was set by the code path that changed it (send, hit, reply,
+        blacklist, bounce, follow-up); a rebuild from scratch finds the same rows."""
+        Stat = self.env["pipemail.email.stat"].sudo()
+        fields = ["outbox_id", "kind", "recipient_email", *MEASURES]
+
+        def rows():
+            return sorted(Stat.search(self.seeded()).read(fields), key=lambda r: r["id"])
+
+        before = rows()
+        self.assertEqual(len(before), len(BY_HAND))
+        Stat._pipemail_rebuild()
+        self.assertEqual(before, rows())
+        # a later hit and a later unsubscribe reach the row at once
+        self.env["pipemail.tracking.event"].sudo()._pipemail_record(
+            self.e2.id,
+            "open",
+            now=self.e2.sent_date.replace(hour=12),
+            earlier=[],
+            sent_date=self.e2.sent_date,
+            sender_id=self.sam.id,
+            notified=True,
+            link=None,
+            url=None,
+            method="GET",
+            user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/128.0",
+            ip="203.0.113.9",
+            session_uid=None,
+        )
+        self.env["mail.blacklist"].sudo()._add("b@acme.example")
+        [row] = Stat.search([("outbox_id", "=", self.e2.id)])
+        self.assertEqual((row.opened, row.unsubscribed), (1, 1))
+        self.env["mail.blacklist"].sudo()._remove("b@acme.example")
+        self.assertEqual(row.unsubscribed, 0)
+
     def test_grouping_and_access(self):
         as_mia = self.env["pipemail.email.report"].with_user(self.mia)
         by_user = dict(as_mia._read_group([], ["user_id"], ["sent:sum"]))
-        self.assertEqual(by_user, {self.sam: 4}, "the manager sees their team, not team B")
+        self.assertEqual(by_user, {self.sam: 6}, "the manager sees their team, not team B")
         by_team = dict(as_mia._read_group([], ["team_id"], ["sent:sum"]))
-        self.assertEqual(by_team, {self.team_a: 4})
-        by_month = as_mia._read_group([], ["date:month"], ["sent:sum"])
-        self.assertEqual(len(by_month), 1)
+        self.assertEqual(by_team, {self.team_a: 6})
         self.assertFalse(self.env["pipemail.email.report"].with_user(self.sally).search([]))
         self.assertEqual(
             self.env["pipemail.email.report"].with_user(self.olga).search([]).outbox_id, self.e5
         )
         with self.assertRaises(AccessError):
             self.env["pipemail.email.report"].with_user(self.portal).search([])
-        # the drill-down rows carry no content, and the email behind stays the author's
+        with self.assertRaises(AccessError):
+            self.env["pipemail.email.stat"].with_user(self.mia).search([])
+        # the rows carry no content, and the email behind stays the author's
         row = as_mia.search([("outbox_id", "=", self.e1.id)])
         self.assertNotIn("subject", row._fields)
         with self.assertRaises(AccessError):
@@ -200,3 +185,87 @@ class TestEmailReport(TransactionCase):
             (self.e1.id, "Outgoing email"),
             "the email's subject is not shown to a reader who cannot open it",
         )
+
+    def test_drill_down_from_a_cell(self):
+        """The March cell of Sam's row: the emails behind it, as each reader may open
+        them."""
+        Report = self.env["pipemail.email.report"]
+        march = [e.id for e in (self.e1, self.e2, self.e3, self.e4)]
+        [domain] = [
+            group["__domain"]
+            for group in Report.with_user(self.mia).read_group(
+                [], ["sent:sum"], ["user_id", "date:month"], lazy=False
+            )
+            if group["user_id"][0] == self.sam.id and group["sent"] == len(march)
+        ]
+        action = Report.with_user(self.sam).action_open_cell(domain)
+        messages = self.env["pipemail.message"].sudo().search(action["domain"])
+        self.assertEqual(sorted(messages.pipemail_outbox_id.ids), sorted(march))
+        self.assertEqual(action["res_model"], "pipemail.message")
+        # the manager counts all four but opens only e1, shared through Sam's lead (e2 is
+        # private, e3 and e4 linked to nothing the manager reads)
+        action = Report.with_user(self.mia).action_open_cell(domain)
+        messages = self.env["pipemail.message"].sudo().search(action["domain"])
+        self.assertEqual(messages.pipemail_outbox_id, self.e1)
+        self.assertIn("3 you cannot open", action["name"])
+        # Olga's cell is not hers to open at all: nothing, not Sam's emails
+        action = Report.with_user(self.olga).action_open_cell(domain)
+        self.assertEqual(action["domain"], [("id", "in", [])])
+        # rows picked in the list: checked as the reader's
+        rows = Report.sudo().search([("outbox_id", "=", self.e1.id)])
+        with self.assertRaises(AccessError):
+            rows.with_user(self.olga).action_open_emails()
+        action = rows.with_user(self.sam).action_open_emails()
+        self.assertEqual(
+            self.env["pipemail.message"].sudo().search(action["domain"]).pipemail_outbox_id,
+            self.e1,
+        )
+
+
+@tagged("post_install", "-at_install")
+class TestEmailReportRpc(ReportSeed, HttpCase):
+    """The report as the web client reads it: over RPC, as users of two teams."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.seed_report()
+
+    def call(self, user, method, *args, **kwargs):
+        password = f"{user.login}-pw-2027"
+        uid = self.xmlrpc_common.authenticate(self.env.cr.dbname, user.login, password, {})
+        self.assertTrue(uid, user.login)
+        return self.xmlrpc_object.execute_kw(
+            self.env.cr.dbname, uid, password, "pipemail.email.report", method, args, kwargs
+        )
+
+    def test_read_group_and_search_read_per_team(self):
+        fields = ["sent:sum", "delivered:sum", "opened:sum", "replied:sum"]
+        # Sam (team A): his own emails only
+        groups = self.call(self.sam, "read_group", [], fields, ["user_id"], lazy=False)
+        self.assertEqual([(g["user_id"][0], g["sent"]) for g in groups], [(self.sam.id, 6)])
+        # Olga (team B): hers only, none of team A's
+        groups = self.call(self.olga, "read_group", [], fields, ["team_id"], lazy=False)
+        self.assertEqual(
+            [(g["team_id"][0], g["sent"], g["opened"]) for g in groups], [(self.team_b.id, 1, 1)]
+        )
+        rows = self.call(self.olga, "search_read", [], ["outbox_id", "user_id"])
+        self.assertEqual([r["outbox_id"][0] for r in rows], [self.e5.id])
+        # Mia manages team A: Sam's figures by month, not Olga's
+        groups = self.call(self.mia, "read_group", [], fields, ["date:month"], lazy=False)
+        self.assertEqual(
+            [(g["sent"], g["delivered"], g["replied"]) for g in groups], [(4, 3, 2), (2, 1, 0)]
+        )
+        rows = self.call(self.mia, "search_read", [], ["user_id", "team_id"])
+        self.assertEqual({r["user_id"][0] for r in rows}, {self.sam.id})
+        self.assertEqual(len(rows), 6)
+        # asking for Olga's rows by id gives nothing either
+        rows = self.call(self.mia, "search_read", [("outbox_id", "=", self.e5.id)], ["sent"])
+        self.assertEqual(rows, [])
+        # the server table behind is not readable over RPC
+        password = "rp_mia-pw-2027"
+        uid = self.xmlrpc_common.authenticate(self.env.cr.dbname, "rp_mia", password, {})
+        with self.assertRaises(Exception):  # noqa: B017 - an xmlrpc Fault for an AccessError
+            self.xmlrpc_object.execute_kw(
+                self.env.cr.dbname, uid, password, "pipemail.email.stat", "search_read", [[]], {}
+            )

@@ -3,6 +3,7 @@ back; cancelled by a reply synced into any mailbox, an unsubscribe, an undeliver
 original, a won/lost deal, or the user; exactly once under concurrent crons."""
 
 from datetime import timedelta
+from pathlib import Path
 
 from freezegun import freeze_time
 
@@ -13,6 +14,8 @@ from odoo.addons.pipemail_sync.tests.common import make_mail
 from odoo.addons.pipemail_sync.tests.outbound_common import html_part, parse
 
 from .automation_common import PipemailAutomationCase
+
+DSN = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "dsn"
 
 
 @tagged("post_install", "-at_install")
@@ -162,6 +165,35 @@ class TestFollowup(PipemailAutomationCase):
         lead4, _outbox4, followup4 = self.start(new_rule=False, name="Fourth")
         lead4.with_user(self.sender).action_set_lost()
         self.assertEqual(followup4.cancel_reason, "closed")
+
+    def test_bounce_report_synced_cancels_at_once(self):
+        """A 1:1 email's bounce report, read by the sync, goes through the one
+        "undelivered" entry point: the follow-up stops at once (reason "bounced"), the
+        email counts as bounced in the report, and the notice is no reply."""
+        lead, outbox, followup = self.start()
+        raw = (DSN / "01_postfix_rfc3464_user_unknown.eml").read_bytes()
+        raw = raw.replace(b"ghost@clients.example", b"carla@customer.example")
+        raw = raw.replace(
+            b"<a1b2c3d4e5f60718293a4b5c6d7e8f90@ourco.example>", outbox.message_id_header.encode()
+        )
+        raw = raw.replace(
+            b"Subject: Undelivered",
+            b"In-Reply-To: %s\nSubject: Undelivered" % outbox.message_id_header.encode(),
+        )
+        self.deliver(self.login, raw)
+        self.sync(self.account)
+        self.env.invalidate_all()
+        self.assertEqual((followup.state, followup.cancel_reason), ("cancelled", "bounced"))
+        self.assertEqual(outbox.pipemail_bounce_type, "hard")
+        self.assertIn("5.1.1", outbox.pipemail_bounce_info)
+        [row] = self.env["pipemail.email.report"].search([("outbox_id", "=", outbox.id)])
+        self.assertEqual(
+            (row.sent, row.delivered, row.bounced, row.replied, row.tracked_delivered),
+            (1, 0, 1, 0, 0),
+        )
+        self.assertEqual(lead.pipemail_thread_ids, outbox.thread_id, "the notice filed apart")
+        # the cron's own check is the same rule
+        self.assertTrue(followup._pipemail_undelivered())
 
     def test_cancel_button_and_access(self):
         _lead, _outbox, followup = self.start()

@@ -287,12 +287,47 @@ class TestGroupEmail(PipemailOutboundCase):
 
     # ------------------------------------------------------------------ after sending
 
+    def test_followup_option_checked(self):
+        """The follow-up template must be for the records written to, the delay a day
+        or more; nothing is queued otherwise."""
+        lead_template = self.env["mail.template"].create(
+            {"name": "Lead nudge", "model_id": self.env["ir.model"]._get_id("crm.lead")}
+        )
+        before = self.env["pipemail.group.email"].sudo().search_count([])
+        with self.assertRaisesRegex(UserError, "another kind of record"):
+            self.wizard(self.people[:2], followup_template_id=lead_template.id).action_send()
+        partner_template = self.env["mail.template"].create(
+            {"name": "Nudge", "model_id": self.env["ir.model"]._get_id("res.partner")}
+        )
+        with self.assertRaisesRegex(UserError, "at least one day"):
+            self.wizard(
+                self.people[:2], followup_template_id=partner_template.id, followup_days=0
+            ).action_send()
+        self.assertEqual(self.env["pipemail.group.email"].sudo().search_count([]), before)
+
     def test_bounce_and_reply_found_by_the_sync(self):
-        action = self.wizard(self.people[:2]).action_send()
+        """With "follow up if no reply" on: a bounce report stops its copy's follow-up at
+        once, a reply stops the other's when it is due; the report follows both."""
+        nudge = self.env["mail.template"].create(
+            {
+                "name": "Nudge",
+                "model_id": self.env["ir.model"]._get_id("res.partner"),
+                "body_html": "<p>Any news, <t t-out='object.name'/>?</p>",
+            }
+        )
+        wizard = self.wizard(self.people[:2], followup_template_id=nudge.id, followup_days=3)
+        action = wizard.action_send()
         group = self.env["pipemail.group.email"].sudo().browse(action["res_id"])
         self.run_crons()
         bounced_row, replied_row = group.recipient_ids
         bounced, replied = bounced_row.outbox_id, replied_row.outbox_id
+        Followup = self.env["pipemail.followup"].sudo()
+        followups = Followup.search([("outbox_id", "in", (bounced | replied).ids)])
+        self.assertEqual(
+            sorted((f.outbox_id.id, f.state, f.days) for f in followups),
+            [(bounced.id, "pending", 3), (replied.id, "pending", 3)],
+            "one follow-up per copy",
+        )
         # a Postfix bounce of the first copy, as it lands in the sender's INBOX
         raw = (DSN / "01_postfix_rfc3464_user_unknown.eml").read_bytes()
         raw = raw.replace(b"ghost@clients.example", b"person000@clients.example")
@@ -320,6 +355,25 @@ class TestGroupEmail(PipemailOutboundCase):
         self.assertIn("5.1.1", bounced_row.bounce_info)
         self.assertTrue(replied_row.replied)
         self.assertEqual((group.count_bounced, group.count_replied), (1, 1))
+        # the report's rows followed the sync (bounce and reply), kind "group"
+        report = self.env["pipemail.email.report"].search([("group_email_id", "=", group.id)])
+        self.assertEqual(
+            sorted(
+                [(r.outbox_id, r.kind, r.bounced, r.delivered, r.replied) for r in report],
+                key=lambda row: row[0].id,
+            ),
+            [(bounced, "group", 1, 0, 0), (replied, "group", 0, 1, 1)],
+        )
+        by_copy = {f.outbox_id: f for f in followups}
+        self.assertEqual(
+            (by_copy[bounced].state, by_copy[bounced].cancel_reason), ("cancelled", "bounced")
+        )
+        self.assertEqual(by_copy[replied].state, "pending", "decided when due")
+        with freeze_time(replied.sent_date + timedelta(days=3, minutes=1)):
+            Followup._cron_send_followups()
+        self.assertEqual(
+            (by_copy[replied].state, by_copy[replied].cancel_reason), ("cancelled", "replied")
+        )
         notice = (
             self.env["pipemail.message"]
             .sudo()

@@ -4,7 +4,7 @@ or one per recipient when sent individually)."""
 from odoo import _, api, models
 from odoo.exceptions import UserError
 
-from ..models.pipemail_followup import MAX_STEPS, option_fields
+from ..models.pipemail_followup import check_options, option_fields
 
 FOLLOWUP_FIELDS = frozenset(
     {
@@ -34,16 +34,11 @@ class PipemailCompose(models.TransientModel):
         res = super()._pipemail_check()
         template = self.followup_template_id
         if template:
-            template.check_access("read")
-            if not self.render_res_id or template.model != self.render_model:
+            if not self.render_res_id:
                 raise UserError(_("The follow-up template is for another kind of record."))
-            if self.followup_days < 1 or not 1 <= self.followup_steps <= MAX_STEPS:
-                raise UserError(
-                    _(
-                        "Follow up after at least one day, and at most %(steps)s times in a row.",
-                        steps=MAX_STEPS,
-                    )
-                )
+            check_options(
+                self.env, template, self.render_model, self.followup_days, self.followup_steps
+            )
         return res
 
     def _pipemail_create_outbox(self):

@@ -21,6 +21,8 @@ from odoo.addons.pipemail_sync import access
 from odoo.addons.pipemail_sync.engine import pacing as pm_pacing
 from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
 
+from ..models.pipemail_followup import check_options, option_fields
+
 SOURCE_MODELS = ("res.partner", "crm.lead", "project.project")
 RENDER_MODEL = {
     "res.partner": "res.partner",
@@ -39,6 +41,10 @@ USER_FIELDS = frozenset(
         "lang",
         "attachment_ids",
         "tracking",
+        "followup_template_id",
+        "followup_days",
+        "followup_business_days",
+        "followup_steps",
         "schedule",
         "scheduled_date",
         "preview_index",
@@ -76,6 +82,12 @@ class PipemailGroupEmailWizard(models.TransientModel):
         string="Track Opens and Clicks",
         default=lambda self: self.env.user.pipemail_tracking_default,
     )
+    (
+        followup_template_id,
+        followup_days,
+        followup_business_days,
+        followup_steps,
+    ) = option_fields("Follow Up If No Reply", "[('model', '=', render_model)]")
     schedule = fields.Boolean(string="Send Later")
     scheduled_date = fields.Datetime(string="Send At")
     check_html = fields.Html(string="Recipients", compute="_compute_check", sanitize=False)
@@ -484,6 +496,14 @@ class PipemailGroupEmailWizard(models.TransientModel):
             raise UserError(_("Write the text of the email first."))
         if self.schedule and not self.scheduled_date:
             raise UserError(_("Choose when to send, or untick Send Later."))
+        if self.followup_template_id:
+            check_options(
+                self.env,
+                self.followup_template_id,
+                self.render_model,
+                self.followup_days,
+                self.followup_steps,
+            )
         self.attachment_ids.check_access("read")
         self.env["pipemail.outbox"]._pipemail_check_size(
             self.account_id, self.body, self.attachment_ids
@@ -512,6 +532,10 @@ class PipemailGroupEmailWizard(models.TransientModel):
                     "subject": self.subject,
                     "body_html": self.body,
                     "tracking": self.tracking,
+                    "followup_template_id": self.followup_template_id.id or False,
+                    "followup_days": self.followup_days,
+                    "followup_business_days": self.followup_business_days,
+                    "followup_steps": self.followup_steps,
                     "scheduled_date": max(when, now),
                     "state": "scheduled",
                 }
