@@ -1,9 +1,12 @@
 /**
  * The reading pane: the conversation's own form view beside the list. The form is
  * the standard one (buttons, labels, the conversation widget); around it the pane
- * keeps the inbox's breadcrumb and title, marks the conversation read after a moment
- * (through ``action_mark_read``, which queues the write-back to the mail server) and
- * tells the inbox when a button changed something.
+ * keeps the inbox's breadcrumb and title and tells the inbox when a button changed
+ * something.
+ *
+ * The conversation form (``pipemail_thread_form``, in the pane and full page alike, as
+ * on phones) marks a conversation its holder opens as read after a moment, through
+ * ``action_mark_read``, which queues the write-back to the mail server.
  */
 import { Component, onWillUnmount, useEffect, useSubEnv } from "@odoo/owl";
 import { registry } from "@web/core/registry";
@@ -17,7 +20,6 @@ export class PipemailPaneFormController extends FormController {
     static props = {
         ...FormController.props,
         onChanged: { type: Function, optional: true },
-        markReadDelay: { type: Number, optional: true },
     };
 
     setup() {
@@ -44,7 +46,7 @@ export class PipemailPaneFormController extends FormController {
             await this.orm.call("pipemail.thread", "action_mark_read", [[resId]]);
             await this.model.root.load();
             this.props.onChanged?.({ markedRead: resId });
-        }, this.props.markReadDelay ?? MARK_READ_DELAY);
+        }, MARK_READ_DELAY);
     }
 
     async afterExecuteActionButton(clickParams) {
@@ -57,7 +59,7 @@ export const pipemailPaneFormView = {
     ...formView,
     Controller: PipemailPaneFormController,
 };
-registry.category("views").add("pipemail_pane_form", pipemailPaneFormView);
+registry.category("views").add("pipemail_thread_form", pipemailPaneFormView);
 
 export class PipemailReadingPane extends Component {
     static template = "pipemail_sync.ReadingPane";
@@ -83,7 +85,7 @@ export class PipemailReadingPane extends Component {
     get viewProps() {
         return {
             type: "form",
-            jsClass: "pipemail_pane_form",
+            jsClass: "pipemail_thread_form",
             resModel: "pipemail.thread",
             resId: this.props.resId,
             context: this.props.context || {},
