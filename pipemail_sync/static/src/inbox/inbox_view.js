@@ -51,10 +51,22 @@ export class PipemailInboxModel extends RelationalModel {
     }
 }
 
+/** Beside the reading pane the list keeps who, what and when, as mail clients do. */
+export const PANE_COLUMNS = ["participants_display", "subject", "last_date"];
+
 export class PipemailInboxRenderer extends ListRenderer {
     setup() {
         super.setup();
         this.inbox = useState(this.env.pipemailInbox);
+    }
+
+    getActiveColumns(list) {
+        const columns = super.getActiveColumns(list);
+        // read through this renderer's own state: opening the pane renders it again
+        if (!this.inbox.openId || !this.env.pipemailPaneOpen()) {
+            return columns;
+        }
+        return columns.filter((col) => col.type !== "field" || PANE_COLUMNS.includes(col.name));
     }
 
     getRowClass(record) {
@@ -90,7 +102,10 @@ export class PipemailInboxController extends ListController {
             openId: false,
             paneKey: 0,
         });
-        useSubEnv({ pipemailInbox: this.inbox });
+        useSubEnv({
+            pipemailInbox: this.inbox,
+            pipemailPaneOpen: () => this.splitView && Boolean(this.inbox.openId),
+        });
         useBus(this.ui.bus, "resize", () => this.render());
         onWillStart(() => this.loadFolders());
 
@@ -117,6 +132,17 @@ export class PipemailInboxController extends ListController {
             useHotkey(key, callback, options);
         }
         useExternalListener(window, "keydown", this.onWindowKeydown);
+        // the list narrows or widens with the pane: its column widths are measured again
+        let paneWasOpen = false;
+        useEffect(
+            (paneOpen) => {
+                if (paneOpen !== paneWasOpen) {
+                    paneWasOpen = paneOpen;
+                    window.dispatchEvent(new Event("resize"));
+                }
+            },
+            () => [this.env.pipemailPaneOpen()]
+        );
         useEffect(
             (selectedId) => {
                 const record = this.currentRecords.find((r) => r.resId === selectedId);
