@@ -10,13 +10,22 @@
  * - Keyboard: Odoo's hotkey service for letters, arrows and Enter; "?" and "#" are
  *   not keys the hotkey service accepts, so a window listener takes those two.
  */
-import { onWillStart, onWillUnmount, useEffect, useExternalListener, useState, useSubEnv } from "@odoo/owl";
+import {
+    EventBus,
+    onWillStart,
+    onWillUnmount,
+    useEffect,
+    useExternalListener,
+    useState,
+    useSubEnv,
+} from "@odoo/owl";
 import { ConfirmationDialog } from "@web/core/confirmation_dialog/confirmation_dialog";
 import { Domain } from "@web/core/domain";
 import { useHotkey } from "@web/core/hotkeys/hotkey_hook";
 import { _t } from "@web/core/l10n/translation";
 import { registry } from "@web/core/registry";
 import { SIZES } from "@web/core/ui/ui_service";
+import { useDebounced } from "@web/core/utils/timing";
 import { useBus, useService } from "@web/core/utils/hooks";
 import { RelationalModel } from "@web/model/relational_model/relational_model";
 import { ListController } from "@web/views/list/list_controller";
@@ -27,6 +36,8 @@ import { PipemailReadingPane } from "./reading_pane";
 import { PipemailShortcutsDialog } from "./shortcuts_dialog";
 
 export const INBOX_NOTICE = "pipemail.inbox/changed";
+/** A sync stores mail in batches: their notices are taken together. */
+const NOTICE_DELAY = 800;
 const COMPOSE_ACTION = "pipemail_sync.pipemail_compose_action";
 
 /** The list's model, with the selected folder's domain added to the search's. */
@@ -100,16 +111,25 @@ export class PipemailInboxController extends ListController {
             folderKey: "all",
             selectedId: false,
             openId: false,
-            paneKey: 0,
         });
+        // tells the conversation in the reading pane that the sync changed it
+        this.inboxBus = new EventBus();
         useSubEnv({
             pipemailInbox: this.inbox,
+            pipemailInboxBus: this.inboxBus,
             pipemailPaneOpen: () => this.splitView && Boolean(this.inbox.openId),
         });
         useBus(this.ui.bus, "resize", () => this.render());
         onWillStart(() => this.loadFolders());
 
-        const onNotice = (payload) => this.onInboxChanged(payload);
+        this.noticedIds = new Set();
+        this.flushNotices = useDebounced(this.onInboxChanged, NOTICE_DELAY);
+        const onNotice = (payload) => {
+            for (const id of payload?.thread_ids || []) {
+                this.noticedIds.add(id);
+            }
+            this.flushNotices();
+        };
         this.busService.subscribe(INBOX_NOTICE, onNotice);
         onWillUnmount(() => this.busService.unsubscribe(INBOX_NOTICE, onNotice));
 
@@ -202,11 +222,11 @@ export class PipemailInboxController extends ListController {
         }
     }
 
-    async onInboxChanged(payload) {
+    async onInboxChanged() {
+        const ids = [...this.noticedIds];
+        this.noticedIds.clear();
         await this.refresh();
-        if (this.inbox.openId && (payload?.thread_ids || []).includes(this.inbox.openId)) {
-            this.inbox.paneKey++;
-        }
+        this.inboxBus.trigger("THREADS_CHANGED", { ids });
     }
 
     async onPaneChanged() {
@@ -282,11 +302,10 @@ export class PipemailInboxController extends ListController {
         }
         await this.actionService.doAction(COMPOSE_ACTION, {
             additionalContext: context,
-            onClose: () => {
-                if (this.inbox.openId) {
-                    this.inbox.paneKey++;
-                }
-                return this.refresh();
+            // what was sent joins the conversation: the list and the pane show it
+            onClose: async () => {
+                await this.refresh();
+                this.inboxBus.trigger("THREADS_CHANGED", { ids: [context.default_thread_id] });
             },
         });
     }

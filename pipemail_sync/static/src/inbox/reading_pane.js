@@ -10,6 +10,7 @@
  */
 import { Component, onWillUnmount, useEffect, useSubEnv } from "@odoo/owl";
 import { registry } from "@web/core/registry";
+import { useBus } from "@web/core/utils/hooks";
 import { View } from "@web/views/view";
 import { formView } from "@web/views/form/form_view";
 import { FormController } from "@web/views/form/form_controller";
@@ -30,6 +31,15 @@ export class PipemailPaneFormController extends FormController {
             () => [this.model.root?.resId, this.model.root?.data?.is_unread]
         );
         onWillUnmount(() => clearTimeout(this.markReadTimer));
+        if (this.env.pipemailInboxBus) {
+            // new mail in the open conversation: shown in place, unless it is being edited
+            useBus(this.env.pipemailInboxBus, "THREADS_CHANGED", async ({ detail }) => {
+                const record = this.model.root;
+                if (detail.ids.includes(record.resId) && !(await record.isDirty())) {
+                    await record.load();
+                }
+            });
+        }
     }
 
     onRecordLoaded() {
