@@ -50,10 +50,13 @@ registry.category("web_tour.tours").add("pipemail_inbox_pane_tour", {
     steps: () => [
         { trigger: ".o_data_row:contains(Alpha order) td[name=subject]", run: "click" },
         subjectInPane("Alpha order"),
+        { trigger: `${pane} .o_pipemail_message.o_pipemail_unread` },
         { trigger: ".o_data_row.o_pipemail_current:contains(Alpha order)" },
         // marked read: the Inbox has nothing unread any more
         { trigger: ".o_pipemail_folder[data-folder=mine-inbox]:not(:has(.o_pipemail_folder_count))" },
         { trigger: `${pane} button[name=action_mark_unread]` },
+        // the conversation in the pane follows: its message is no longer marked unread
+        { trigger: `${pane} .o_pipemail_message:not(.o_pipemail_unread)` },
         { trigger: "body", run: "press j" },
         subjectInPane("Beta question"),
         { trigger: "body", run: "press ArrowDown" },
