@@ -260,20 +260,34 @@ export class PipemailInboxController extends ListController {
         this.inbox.openId = record.resId;
     }
 
-    move(step) {
-        const records = this.currentRecords;
+    async move(step) {
+        let records = this.currentRecords;
         if (!records.length) {
             return;
         }
         let index = records.findIndex((r) => r.resId === this.inbox.selectedId);
         if (index < 0) {
             index = step > 0 ? 0 : records.length - 1;
+        } else if (index + step < 0 || index + step >= records.length) {
+            // past the page's end: the next (or previous) page, as the pager would
+            const root = this.model.root;
+            const offset = root.offset + step * root.limit;
+            if (offset < 0 || offset >= root.count) {
+                return;
+            }
+            await root.load({ limit: root.limit, offset });
+            records = this.currentRecords;
+            index = step > 0 ? 0 : records.length - 1;
         } else {
-            index = Math.min(Math.max(index + step, 0), records.length - 1);
+            index += step;
         }
-        this.inbox.selectedId = records[index].resId;
+        const record = records[index];
+        if (!record) {
+            return;
+        }
+        this.inbox.selectedId = record.resId;
         if (this.splitView && this.inbox.openId) {
-            this.inbox.openId = records[index].resId;
+            this.inbox.openId = record.resId;
         }
     }
 
