@@ -23,7 +23,7 @@ class PipemailThread(models.Model):
     _inherit = "pipemail.thread"
 
     @api.model
-    def pipemail_inbox_folders(self):
+    def pipemail_folder_counts(self):
         """The folders pane of the calling user, with their counts.
 
         Returns ``{"groups": [{"key", "name", "folders": [folder, ...]}, ...], "unread": n}``

@@ -74,7 +74,7 @@ class TestInboxFolders(PipemailWorldMixin, TransactionCase):
         cls.inbox_action = cls.env.ref("pipemail_sync.pipemail_thread_action_inbox")
 
     def _folders(self, user):
-        return self.env["pipemail.thread"].with_user(user).pipemail_inbox_folders()
+        return self.env["pipemail.thread"].with_user(user).pipemail_folder_counts()
 
     def _unread_in(self, user, domain):
         """What the list shows for a folder, unread only, as the user sees it."""

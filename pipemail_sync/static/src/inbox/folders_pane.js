@@ -1,6 +1,6 @@
 /**
  * The folders pane of the Sales Inbox: the groups and folders the server returns
- * (``pipemail.thread.pipemail_inbox_folders``), each with its unread or pending count.
+ * (``pipemail.thread.pipemail_folder_counts``), each with its unread or pending count.
  * It only shows them: the inbox controller loads them, keeps them current (bus) and
  * decides what a click does.
  */

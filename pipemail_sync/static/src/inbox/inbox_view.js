@@ -3,7 +3,7 @@
  * folders pane on its left and, on wide screens, the reading pane on its right.
  *
  * - Folders come from the server with their counts and domains
- *   (``pipemail_inbox_folders``); a folder of conversations narrows the list (its
+ *   (``pipemail_folder_counts``); a folder of conversations narrows the list (its
  *   domain is added to the search's), one of drafts or outgoing emails opens its list.
  * - The bus notice the sync sends to a conversation's holders (``pipemail.inbox/changed``)
  *   reloads the counts and the list in place.
@@ -209,7 +209,7 @@ export class PipemailInboxController extends ListController {
     }
 
     async loadFolders() {
-        const result = await this.orm.call("pipemail.thread", "pipemail_inbox_folders", []);
+        const result = await this.orm.call("pipemail.thread", "pipemail_folder_counts", []);
         this.inbox.groups = result.groups;
         this.inbox.unread = result.unread;
     }
