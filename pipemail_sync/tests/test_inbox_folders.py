@@ -94,6 +94,8 @@ class TestInboxFolders(PipemailWorldMixin, TransactionCase):
             # the other team: only its own conversation, none of the first team's
             self.outsider: ({"mine-inbox": 0, f"team-{self.team_b.id}-inbox": 1}, 1),
             self.stranger: ({"mine-inbox": 0, f"team-{self.team_b.id}-inbox": 1}, 1),
+            # the other company's salesperson: their own mailbox only
+            self.other_co: ({"mine-inbox": 1}, 1),
         }
         for user, (counts, total) in expected.items():
             with self.subTest(user=user.login):
@@ -154,6 +156,18 @@ class TestInboxFolders(PipemailWorldMixin, TransactionCase):
         teammate = folders_by_key(self._folders(self.teammate))
         self.assertEqual(
             [teammate[k]["count"] for k in ("drafts", "scheduled", "outbox")], [0, 0, 0]
+        )
+
+    def test_counts_follow_the_allowed_companies(self):
+        # the owner's mailbox moves to the other company, the owner may work in both
+        self.owner.company_ids = [Command.link(self.company2.id)]
+        self.personal.sudo().company_id = self.company2
+        Thread = self.env["pipemail.thread"].with_user(self.owner)
+        both = Thread.with_context(allowed_company_ids=[self.company.id, self.company2.id])
+        only_first = Thread.with_context(allowed_company_ids=[self.company.id])
+        self.assertEqual(folders_by_key(both.pipemail_folder_counts())["mine-inbox"]["count"], 6)
+        self.assertEqual(
+            folders_by_key(only_first.pipemail_folder_counts())["mine-inbox"]["count"], 0
         )
 
     def test_portal_user_gets_nothing(self):

@@ -50,7 +50,6 @@ registry.category("web_tour.tours").add("pipemail_inbox_pane_tour", {
     steps: () => [
         { trigger: ".o_data_row:contains(Alpha order) td[name=subject]", run: "click" },
         subjectInPane("Alpha order"),
-        { trigger: `${pane} .o_pipemail_message.o_pipemail_unread` },
         { trigger: ".o_data_row.o_pipemail_current:contains(Alpha order)" },
         // marked read: the Inbox has nothing unread any more
         { trigger: ".o_pipemail_folder[data-folder=mine-inbox]:not(:has(.o_pipemail_folder_count))" },
