@@ -325,6 +325,8 @@ class OdooStore:
             touched = touched.exists()
             touched._refresh_from_messages()
             self._autolink(touched)
+            # open Sales Inboxes refresh their counts and list (sent on commit)
+            touched._pipemail_notify_inbox()
         if self.commit:
             # a batch stored: this worker still has the account
             self.account._renew_lease()

@@ -18,4 +18,5 @@ from . import pipemail_outbox
 from . import pipemail_outbox_schedule
 from . import pipemail_draft
 from . import pipemail_thread_draft
+from . import pipemail_thread_folders
 from . import pipemail_tracking

@@ -14,3 +14,5 @@ from . import test_i18n
 from . import test_outbound_schedule
 from . import test_drafts
 from . import test_compose_tours
+from . import test_inbox_folders
+from . import test_inbox_tours

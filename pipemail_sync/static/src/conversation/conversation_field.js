@@ -14,11 +14,12 @@
  * buttons show follows the header's rule (in_my_inbox, content visible); the server
  * checks it again when the composer is asked for.
  */
-import { Component, onWillStart, onWillUpdateProps, status, useState } from "@odoo/owl";
+import { Component, status, useState } from "@odoo/owl";
 import { _t } from "@web/core/l10n/translation";
 import { deserializeDateTime, formatDateTime } from "@web/core/l10n/dates";
 import { registry } from "@web/core/registry";
 import { useService } from "@web/core/utils/hooks";
+import { useRecordObserver } from "@web/model/relational_model/utils";
 import { standardFieldProps } from "@web/views/fields/standard_field_props";
 
 const MESSAGE_SPEC = {
@@ -67,8 +68,10 @@ export class PipemailConversation extends Component {
         this.orm = useService("orm");
         this.action = useService("action");
         this.state = useState({ messages: [], loading: true, open: {}, images: {} });
-        onWillStart(() => this.load(this.props));
-        onWillUpdateProps((next) => this.load(next));
+        // also when the record is reloaded in place (new mail synced into the open
+        // conversation, marked read): the fields load() reads are observed
+        // (read through the observed ``record``, not the props' one, to be observed)
+        useRecordObserver((record, props) => this.load({ ...props, record }));
     }
 
     ids(props) {
