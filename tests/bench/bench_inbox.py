@@ -257,7 +257,12 @@ def report(fill: dict, res: dict) -> None:
             f"{with_index:.1f} ms with it (x{without / max(with_index, 0.001):.1f})"
         )
     if res.get("counts"):
-        print(f"counts: {res['counts']}")
+        counts = {
+            folder["key"]: folder["count"]
+            for group in res["counts"]["groups"]
+            for folder in group["folders"]
+        }
+        print(f"folder counts: {counts}")
     for kind in ("rare", "common"):
         if res.get(f"explain_{kind}"):
             print(f"\nquery plan, {kind} term, first page:\n{res[f'explain_{kind}']}")
