@@ -2,7 +2,7 @@
     "name": "Pipemail: AI for Email",
     "summary": "Thread summaries, AI drafting and suggested replies for synced email, "
     "on any OpenAI-compatible endpoint (a local llama.cpp server by default)",
-    "version": "18.0.2.1.0",
+    "version": "18.0.2.1.1",
     "category": "Sales/CRM",
     "website": "https://github.com/pipemail/pipemail",
     "author": "pipemail",

@@ -2,7 +2,7 @@
     "name": "Pipemail: Group Email, Automations and Reports",
     "summary": "Personalized group email from the salesperson's own mailbox, email "
     "automations and follow-ups, and an email performance report",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Sales/CRM",
     "website": "https://github.com/pipemail/pipemail",
     "author": "pipemail",

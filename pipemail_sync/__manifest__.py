@@ -2,7 +2,7 @@
     "name": "Pipemail: Mailbox Sync",
     "summary": "Two-way sync of salespeople's Gmail, Microsoft 365 and IMAP mailboxes "
     "into CRM, with a Sales Inbox and automatic linking to leads, deals and projects",
-    "version": "18.0.2.0.0",
+    "version": "18.0.2.1.0",
     "category": "Sales/CRM",
     "website": "https://github.com/pipemail/pipemail",
     "author": "pipemail",
