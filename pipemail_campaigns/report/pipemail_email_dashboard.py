@@ -1,4 +1,4 @@
-from odoo import api, fields, models
+from odoo import _, api, fields, models
 
 PERIODS = [
     ("30", "Last 30 days"),
@@ -50,6 +50,25 @@ class PipemailEmailDashboard(models.TransientModel):
                 "reply_rate",
             ):
                 dashboard[name] = figures[name]
+
+    @api.depends("period")
+    def _compute_display_name(self):
+        for dashboard in self:
+            dashboard.display_name = _("Email Performance")
+
+    @api.model
+    def _pipemail_open(self):
+        """The dashboard as a saved record of the reader's, so the page opens titled and
+        clean (a new record would show "New" and a save button)."""
+        return {
+            "type": "ir.actions.act_window",
+            "name": _("Email Dashboard"),
+            "res_model": self._name,
+            "res_id": self.create({}).id,
+            "view_mode": "form",
+            "views": [(False, "form")],
+            "target": "current",
+        }
 
     def action_open_report(self):
         self.ensure_one()

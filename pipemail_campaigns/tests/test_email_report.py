@@ -108,6 +108,23 @@ class TestEmailReport(ReportSeed, TransactionCase):
         olga = self.figures(self.olga)
         self.assertEqual((olga["sent"], olga["opened"], olga["open_rate"]), (1, 1, 100.0))
 
+    def test_dashboard_opens_the_readers_figures(self):
+        """The Dashboard menu opens a saved dashboard of the reader's own figures."""
+        action = self.env.ref("pipemail_campaigns.pipemail_email_dashboard_action_open")
+        result = action.with_user(self.sam).run()
+        dashboard = (
+            self.env["pipemail.email.dashboard"].with_user(self.sam).browse(result["res_id"])
+        )
+        dashboard.period = "all"
+        sam = self.figures(self.sam)
+        self.assertEqual(
+            (dashboard.sent, dashboard.delivered, dashboard.opened, dashboard.open_rate),
+            (sam["sent"], sam["delivered"], sam["opened"], sam["open_rate"]),
+        )
+        self.assertEqual(dashboard.display_name, "Email Performance")
+        report = dashboard.action_open_report()
+        self.assertEqual(report["res_model"], "pipemail.email.report")
+
     def test_untracked_is_not_tracked_not_zero(self):
         Report = self.env["pipemail.email.report"].with_user(self.sam)
         groups = {
