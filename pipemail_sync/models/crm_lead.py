@@ -36,5 +36,5 @@ class CrmLead(models.Model):
     def action_view_pipemail_threads(self):
         self.ensure_one()
         return self.env["pipemail.thread"]._action_for_records(
-            [("lead_id", "=", self.id)], {"default_lead_id": self.id}
+            [("lead_id", "=", self.id)], {"default_lead_id": self.id}, record=self
         )

@@ -504,13 +504,21 @@ class PipemailThread(models.Model):
                 )
 
     @api.model
-    def _action_for_records(self, domain, context):
-        """The conversations of a lead, project or contact, opened from its smart button."""
+    def _action_for_records(self, domain, context, record=None):
+        """The conversations of a lead, project or contact, opened from its smart button:
+        the Sales Inbox's list with its reading pane and keyboard, without its folders; a
+        new email written there ("c") is about ``record``."""
+        list_view = self.env.ref("pipemail_sync.pipemail_thread_view_list_record_inbox")
+        if record:
+            context = dict(
+                context, pipemail_record_model=record._name, pipemail_record_id=record.id
+            )
         return {
             "type": "ir.actions.act_window",
             "name": _("Emails"),
             "res_model": "pipemail.thread",
             "view_mode": "list,form",
+            "views": [(list_view.id, "list"), (False, "form")],
             "domain": domain,
-            "context": dict(context, create=False),
+            "context": dict(context, create=False, pipemail_record_emails=True),
         }

@@ -21,5 +21,5 @@ class ProjectProject(models.Model):
     def action_view_pipemail_threads(self):
         self.ensure_one()
         return self.env["pipemail.thread"]._action_for_records(
-            [("project_id", "=", self.id)], {"default_project_id": self.id}
+            [("project_id", "=", self.id)], {"default_project_id": self.id}, record=self
         )

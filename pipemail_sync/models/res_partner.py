@@ -26,4 +26,6 @@ class ResPartner(models.Model):
 
     def action_view_pipemail_threads(self):
         self.ensure_one()
-        return self.env["pipemail.thread"]._action_for_records(self._pipemail_thread_domain(), {})
+        return self.env["pipemail.thread"]._action_for_records(
+            self._pipemail_thread_domain(), {}, record=self
+        )

@@ -91,6 +91,22 @@ class TestInboxTours(HttpCase):
         self.assertTrue(self.alpha.message_ids.is_read, "opened in the pane: read")
         self.assertTrue(self._writebacks("seen"), "and the mail server is told")
 
+    def test_record_emails(self):
+        carla = self.env["res.partner"].create({"name": "Carla", "email": "carla@customer.example"})
+        lead = self.env["crm.lead"].create(
+            {
+                "name": "Alpha deal",
+                "type": "opportunity",
+                "user_id": self.user.id,
+                "partner_id": carla.id,
+            }
+        )
+        self.alpha.lead_id = lead
+        action = lead.with_user(self.user).action_view_pipemail_threads()
+        self.assertTrue(action["context"]["pipemail_record_emails"])
+        self.assertEqual(action["context"]["pipemail_record_id"], lead.id)
+        self.start_tour(f"/odoo/crm/{lead.id}", "pipemail_record_emails_tour", login="pm_ivy")
+
     def test_shortcuts(self):
         self.start_tour("/odoo/sales-inbox", "pipemail_inbox_keys_tour", login="pm_ivy")
         self.assertFalse(self.alpha.active, "e archived the selected conversation")

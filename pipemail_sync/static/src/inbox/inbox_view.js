@@ -208,7 +208,18 @@ export class PipemailInboxController extends ListController {
         return this.props.context;
     }
 
+    /**
+     * The emails of one lead, project or contact (its Emails button) get the reading
+     * pane and the keyboard, not the folders: those are the mailbox's, not the record's.
+     */
+    get showFolders() {
+        return !this.props.context.pipemail_record_emails;
+    }
+
     async loadFolders() {
+        if (!this.showFolders) {
+            return;
+        }
         const result = await this.orm.call("pipemail.thread", "pipemail_folder_counts", []);
         this.inbox.groups = result.groups;
         this.inbox.unread = result.unread;
@@ -308,6 +319,12 @@ export class PipemailInboxController extends ListController {
 
     async compose(mode) {
         const context = { default_mode: mode };
+        const recordContext = this.props.context;
+        if (mode === "new" && recordContext.pipemail_record_model) {
+            // from a record's emails, a new email is written about that record
+            context.default_res_model = recordContext.pipemail_record_model;
+            context.default_res_id = recordContext.pipemail_record_id;
+        }
         if (mode !== "new") {
             if (!this.currentId) {
                 return;

@@ -101,3 +101,19 @@ registry.category("web_tour.tours").add("pipemail_inbox_keys_tour", {
         { trigger: ".o_data_row.o_pipemail_current:contains(Beta question)" },
     ],
 });
+
+/* A lead's Emails button: its conversations with the reading pane and the keyboard, no
+   folders (they are the mailbox's); "c" writes a new email about the lead. */
+registry.category("web_tour.tours").add("pipemail_record_emails_tour", {
+    steps: () => [
+        { trigger: ".o_form_view button[name=action_view_pipemail_threads]", run: "click" },
+        { trigger: ".o_pipemail_result_count:contains(1 conversation)" },
+        { trigger: ".o_pipemail_inbox_split:not(:has(.o_pipemail_folders))" },
+        { trigger: ".o_data_row:contains(Alpha order) td[name=subject]", run: "click" },
+        subjectInPane("Alpha order"),
+        { trigger: "body", run: "press c" },
+        inputHolds(".modal .o_field_widget[name=email_to] input", "carla@customer.example"),
+        { trigger: ".modal .btn-close", run: "click" },
+        { trigger: "body:not(:has(.modal))" },
+    ],
+});
