@@ -32,4 +32,13 @@
         "data/pipemail_followup_cron.xml",
         "data/pipemail_automation_templates.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "pipemail_campaigns/static/src/**/*.js",
+            "pipemail_campaigns/static/src/**/*.xml",
+        ],
+        "web.assets_tests": [
+            "pipemail_campaigns/static/tests/tours/*.js",
+        ],
+    },
 }

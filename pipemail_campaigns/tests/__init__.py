@@ -6,3 +6,4 @@ from . import test_followup
 from . import test_followup_workers
 from . import test_ready_made
 from . import test_email_report
+from . import test_group_email_tours
