@@ -34,4 +34,9 @@
         "data/pipemail_followup_cron.xml",
         "data/pipemail_automation_templates.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "pipemail_campaigns/static/tests/tours/*.js",
+        ],
+    },
 }

@@ -82,7 +82,12 @@ class TestGroupEmailDrafts(TransactionCase):
             self.env["ir.attachment"]
             .with_user(self.writer)
             .create(
-                {"name": name, "raw": b"%PDF offer", "res_model": wizard._name, "res_id": wizard.id}
+                {
+                    "name": name,
+                    "raw": b"%PDF offer",
+                    "res_model": wizard._name,
+                    "res_id": wizard.id or 0,
+                }
             )
         )
 
@@ -121,6 +126,14 @@ class TestGroupEmailDrafts(TransactionCase):
         self.assertEqual(draft.subject, "Spring, v2")
         [upload] = draft.attachment_ids
         self.assertEqual((upload.res_model, upload.res_id), ("pipemail.draft", draft.id))
+        # a file chosen before the wizard was first saved comes with no id: kept too
+        early = self.upload(wizard.browse(), "early.pdf")
+        wizard.write({"attachment_ids": [Command.link(early.id)]})
+        wizard.action_save_draft()
+        self.assertEqual((early.res_model, early.res_id), ("pipemail.draft", draft.id))
+        wizard.write({"attachment_ids": [Command.unlink(early.id)]})
+        wizard.action_save_draft()
+        self.assertEqual(draft.attachment_ids, upload, "a file taken out is out of the draft")
 
         # the wizard is gone (transient, another browser, a restart): the file is kept
         kept = GROUP_DRAFT_FIELDS + ("scheduled_date", "attachment_ids")

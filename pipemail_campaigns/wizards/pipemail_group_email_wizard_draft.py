@@ -45,10 +45,10 @@ class PipemailGroupEmailWizard(models.TransientModel):
             attachment_ids=[Command.set(self.attachment_ids.ids)],
         )
         draft = self.env["pipemail.draft"]._pipemail_save_from(self, values)
-        # files uploaded into this wizard would leave with it (transient): the draft
-        # holds them now, readable by its writer alone
+        # files uploaded into this wizard (before its first save: with no id) would
+        # leave with it or be nobody's: the draft holds them, readable by its writer alone
         self.attachment_ids.sudo().filtered(
-            lambda a: a.res_model == self._name and a.res_id == self.id
+            lambda a: a.res_model == self._name and a.res_id in (0, self.id)
         ).write({"res_model": draft._name, "res_id": draft.id})
         return {"draft_id": draft.id, "saved": fields.Datetime.to_string(draft.write_date)}
 
