@@ -2,7 +2,7 @@
     "name": "Pipemail: Group Email, Automations and Reports",
     "summary": "Personalized group email from the salesperson's own mailbox, email "
     "automations and follow-ups, and an email performance report",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Sales/CRM",
     "website": "https://github.com/pipemail/pipemail",
     "author": "pipemail",
@@ -23,6 +23,8 @@
         "views/pipemail_outbox_views.xml",
         "views/unsubscribe_templates.xml",
         "wizards/pipemail_group_email_wizard_views.xml",
+        "security/pipemail_group_email_wizard_rules.xml",
+        "views/pipemail_draft_views.xml",
         "data/pipemail_group_email_data.xml",
         "views/ir_actions_server_views.xml",
         "views/pipemail_followup_views.xml",

@@ -7,6 +7,7 @@ from . import pipemail_message
 from . import ir_actions_server
 from . import pipemail_outbox_automation
 from . import pipemail_followup
+from . import pipemail_draft
 from . import crm_lead
 from . import base_automation
 from . import mail_blacklist

@@ -1,5 +1,7 @@
 from . import test_group_email
 from . import test_group_email_security
+from . import test_group_email_drafts
+from . import test_group_email_draft_tours
 from . import test_unsubscribe
 from . import test_automation_send
 from . import test_followup

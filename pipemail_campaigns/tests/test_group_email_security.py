@@ -2,9 +2,10 @@
 colleague, a salesperson of another team who sees only their own leads, a portal
 user. Nothing here needs a mail server."""
 
-from odoo import Command
 from odoo.exceptions import AccessError, UserError
-from odoo.tests import TransactionCase, new_test_user, tagged
+from odoo.tests import TransactionCase, tagged
+
+from .group_email_common import company_user
 
 
 @tagged("post_install", "-at_install")
@@ -12,18 +13,9 @@ class TestGroupEmailSecurity(TransactionCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        company = cls.env.company
 
         def user(login, groups):
-            return new_test_user(
-                cls.env,
-                login,
-                name=login.title(),
-                email=f"{login}@ourco.example",
-                groups=groups,
-                company_id=company.id,
-                company_ids=[Command.set(company.ids)],
-            )
+            return company_user(cls.env, login, groups)
 
         cls.sender = user("gs_sender", "sales_team.group_sale_salesman_all_leads")
         cls.colleague = user("gs_colleague", "sales_team.group_sale_salesman_all_leads")

@@ -38,6 +38,15 @@ DRAFT_FIELDS = (
 person writing sets in the composer (its ``USER_FIELDS``)."""
 
 
+def field_values(record, names):
+    """``{name: value}`` of ``record``'s fields ``names`` as ``create`` takes them."""
+    values = {}
+    for name in names:
+        value = record[name]
+        values[name] = value.id or False if isinstance(value, models.BaseModel) else value
+    return values
+
+
 class PipemailDraft(models.Model):
     _name = "pipemail.draft"
     _description = "Email Draft"
@@ -95,12 +104,7 @@ class PipemailDraft(models.Model):
     def _pipemail_composer_values(self):
         self.ensure_one()
         draft = self.sudo()
-        values = {}
-        for name in DRAFT_FIELDS:
-            value = draft[name]
-            if isinstance(value, models.BaseModel):
-                value = value.id or False
-            values[name] = value
+        values = field_values(draft, DRAFT_FIELDS)
         values["attachment_ids"] = [Command.set(draft.attachment_ids.ids)]
         return values
 
@@ -116,6 +120,29 @@ class PipemailDraft(models.Model):
         self._check_is_writer()
         self.sudo()._pipemail_delete()
         return True
+
+    @api.model
+    def _pipemail_save_from(self, wizard, values):
+        """Keep ``values`` (checked as the caller) as ``wizard``'s draft, the caller's:
+        created on the first save, then saved over."""
+        draft = wizard.draft_id.sudo()
+        if draft:
+            draft.write(values)
+        else:
+            draft = self.sudo().create(dict(values, user_id=self.env.uid))
+            wizard.sudo().draft_id = draft.id
+        return draft
+
+    @api.model
+    def _pipemail_discard_from(self, wizard):
+        """Delete Draft in a composer: the draft and its files go, the dialog closes."""
+        wizard.ensure_one()
+        wizard.check_access("write")
+        draft = wizard.draft_id
+        # the files leave with the draft: this composer is closing
+        wizard.sudo().write({"draft_id": False, "attachment_ids": [Command.clear()]})
+        draft.with_env(wizard.env).action_discard()
+        return {"type": "ir.actions.act_window_close"}
 
     def _pipemail_delete(self):
         """Drop drafts and the files uploaded into them that nothing else holds."""

@@ -3,7 +3,7 @@ reopened from Drafts or from the conversation, deleted on Send or Discard."""
 
 from odoo import Command, _, fields, models
 
-from ..models.pipemail_draft import DRAFT_FIELDS
+from ..models.pipemail_draft import DRAFT_FIELDS, field_values
 
 
 class PipemailCompose(models.TransientModel):
@@ -33,27 +33,13 @@ class PipemailCompose(models.TransientModel):
             return False  # sent: nothing left to keep
         self.attachment_ids.check_access("read")
         self.template_id.check_access("read")
-        values = {}
-        for name in DRAFT_FIELDS:
-            value = self[name]
-            values[name] = value.id or False if isinstance(value, models.BaseModel) else value
+        values = field_values(self, DRAFT_FIELDS)
         values["attachment_ids"] = [Command.set(self.attachment_ids.ids)]
-        draft = self.draft_id.sudo()
-        if draft:
-            draft.write(values)
-        else:
-            draft = self.env["pipemail.draft"].sudo().create(dict(values, user_id=self.env.uid))
-            self.sudo().draft_id = draft.id
+        draft = self.env["pipemail.draft"]._pipemail_save_from(self, values)
         return {"draft_id": draft.id, "saved": fields.Datetime.to_string(draft.write_date)}
 
     def action_discard_draft(self):
-        self.ensure_one()
-        self.check_access("write")
-        draft = self.draft_id
-        # the files leave with the draft: this composer is closing
-        self.sudo().write({"draft_id": False, "attachment_ids": [Command.clear()]})
-        draft.with_env(self.env).action_discard()
-        return {"type": "ir.actions.act_window_close"}
+        return self.env["pipemail.draft"]._pipemail_discard_from(self)
 
     def _pipemail_create_outbox(self):
         outboxes = super()._pipemail_create_outbox()

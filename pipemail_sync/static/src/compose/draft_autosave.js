@@ -7,7 +7,7 @@ import { useRecordObserver } from "@web/model/relational_model/utils";
 import { standardFieldProps } from "@web/views/fields/standard_field_props";
 
 const DELAY = 1500;
-/** What the person writes; a change to any of them is worth a save. */
+/** What the person writes in the composer; a change to any of them is worth a save. */
 const WATCHED = [
     "account_id",
     "email_to",
@@ -23,13 +23,15 @@ const WATCHED = [
 ];
 
 /**
- * Saves the composer as the user's draft a moment after they stop typing. The
+ * Saves the composer (or another form with an ``action_save_draft`` method, as the
+ * group email wizard) as the user's draft a moment after they stop typing. The
  * record is saved first (the editor hands over its text), then the server copies
- * it into the draft after checking everything it points at.
+ * it into the draft after checking everything it points at. The fields watched are
+ * the composer's unless the view lists others in ``options="{'watched': [...]}"``.
  */
 export class DraftAutosave extends Component {
     static template = "pipemail_sync.DraftAutosave";
-    static props = { ...standardFieldProps };
+    static props = { ...standardFieldProps, watched: { type: Array, optional: true } };
 
     setup() {
         this.orm = useService("orm");
@@ -38,8 +40,9 @@ export class DraftAutosave extends Component {
         this.timer = null;
         this.saving = false;
         let first = true;
+        const watched = this.props.watched || WATCHED;
         useRecordObserver((record) => {
-            for (const name of WATCHED) {
+            for (const name of watched) {
                 void record.data[name];
             }
             if (first) {
@@ -79,7 +82,7 @@ export class DraftAutosave extends Component {
             if (!(await record.save({ reload: false }))) {
                 return;
             }
-            const result = await this.orm.call("pipemail.compose", "action_save_draft", [
+            const result = await this.orm.call(record.resModel, "action_save_draft", [
                 [record.resId],
             ]);
             if (result) {
@@ -98,4 +101,5 @@ export class DraftAutosave extends Component {
 registry.category("fields").add("pipemail_draft_autosave", {
     component: DraftAutosave,
     supportedTypes: ["many2one"],
+    extractProps: ({ options }) => ({ watched: options.watched }),
 });
