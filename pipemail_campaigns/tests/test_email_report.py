@@ -125,6 +125,20 @@ class TestEmailReport(ReportSeed, TransactionCase):
         report = dashboard.action_open_report()
         self.assertEqual(report["res_model"], "pipemail.email.report")
 
+    def test_stat_table_and_dashboard_are_not_for_everyone(self):
+        """The per-email table behind the report is server machinery: no salesperson or
+        portal user reads or writes it; a portal user gets no dashboard either."""
+        Stat = self.env["pipemail.email.stat"]
+        for user in (self.sam, self.olga, self.mia, self.portal):
+            with self.assertRaises(AccessError, msg=user.login):
+                Stat.with_user(user).search([])
+            with self.assertRaises(AccessError, msg=user.login):
+                Stat.with_user(user).create({})
+        with self.assertRaises(AccessError):
+            self.env["pipemail.email.dashboard"].with_user(self.portal).create({})
+        with self.assertRaises(AccessError):
+            self.env["pipemail.email.report"].with_user(self.portal).search([])
+
     def test_untracked_is_not_tracked_not_zero(self):
         Report = self.env["pipemail.email.report"].with_user(self.sam)
         groups = {

@@ -247,6 +247,31 @@ class TestGroupEmailDrafts(TransactionCase):
         self.assertTrue(draft.exists())
         self.assertEqual(draft.sudo().subject, "Spring for {{ object.name }}")
 
+    def test_portal_user_and_follow_up_picks(self):
+        """A portal user reads no draft and opens no wizard; the follow-up template and
+        numbers a salesperson picks over RPC are checked before anything is sent."""
+        _wizard, draft = self.written()
+        portal = company_user(self.env, "gd_portal", "base.group_portal")
+        with self.assertRaises(AccessError):
+            self.env["pipemail.draft"].with_user(portal).search([])
+        with self.assertRaises(AccessError):
+            draft.with_user(portal).read(["subject"])
+        with self.assertRaises(AccessError):
+            self.env["pipemail.group.email.wizard"].with_user(portal).with_context(
+                active_model="crm.lead", active_ids=self.leads.ids
+            ).create({"subject": "x"})
+        partner_template = self.env["mail.template"].create(
+            {"name": "Contact news", "model_id": self.env.ref("base.model_res_partner").id}
+        )
+        for values in (
+            {"followup_template_id": partner_template.id},
+            {"followup_template_id": self.followup.id, "followup_steps": 11},
+            {"followup_template_id": self.followup.id, "followup_days": 0},
+        ):
+            with self.assertRaises(UserError, msg=str(values)):
+                self.wizard(**values).action_send()
+        self.assertFalse(self.env["pipemail.group.email"].sudo().search([]))
+
     def test_internal_fields_not_writable(self):
         wizard, draft = self.written()
         with self.assertRaises(AccessError):
