@@ -5,7 +5,6 @@ from . import pipemail_group_email
 from . import pipemail_group_email_recipient
 from . import pipemail_message
 from . import ir_actions_server
-from . import pipemail_outbox_automation
 from . import pipemail_followup
 from . import pipemail_draft
 from . import crm_lead

@@ -30,6 +30,14 @@ REPORTED = frozenset(
 class PipemailOutbox(models.Model):
     _inherit = "pipemail.outbox"
 
+    pipemail_action_id = fields.Many2one(
+        "ir.actions.server",
+        string="Automation Action",
+        readonly=True,
+        index="btree_not_null",
+        ondelete="set null",
+        copy=False,
+    )  # the automation rule that wrote this email (the report's "automation" kind)
     pipemail_group_recipient_id = fields.Many2one(
         "pipemail.group.email.recipient",
         string="Group Email Recipient",
