@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         if not port_free(HTTP_PORT):
             say(f"port {HTTP_PORT} is in use: stop what listens there (an earlier demo?) first")
             return 1
-        ai_model = local_ai_model()
+        # only a served demo starts the model (finding it may assemble a 253 MB file)
+        ai_model = "" if no_serve else local_ai_model()
         with odoo_tier.private_postgres(VAR / "pg", port=PG_PORT) as db:
             conf = write_conf(db, odoo, dovecot.cafile)
             env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 user=MAILBOX_USER,
                 password=MAILBOX_PASSWORD,
                 port=IMAP_PORT,
-                ai=bool(ai_model) and not no_serve,
+                ai=bool(ai_model),
             )
             shell = [odoo.command[0], *odoo.command[1:2], "shell", *base[len(odoo.command) :]]
             proc = subprocess.run(
