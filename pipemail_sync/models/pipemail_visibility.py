@@ -32,7 +32,7 @@ import itertools
 
 from odoo import SUPERUSER_ID, _, api, fields, models
 from odoo.osv import expression
-from odoo.tools import SQL
+from odoo.tools import SQL, Query
 
 from .. import access
 
@@ -67,6 +67,37 @@ THREAD_READABLE = THREAD_SEARCHABLE | {
     "pipemail_redacted",
 }
 """Thread fields that a metadata-only reader may read; every other value is blanked."""
+
+BODY_INDEX_LIMIT = 10_000
+"""Body search (Sales Inbox): up to this many matching messages, the trigram index finds
+them all and their conversations are collected once. A term in more messages (a phrase
+of a signature, a word of every quote) walks the listed conversations in their order
+instead, and stops at the page and at the list's count limit: collecting every match of
+such a term costs seconds (bench_inbox.py)."""
+
+
+def _split_body_term(domain):
+    """``(rest, value)`` when ``domain`` is an AND of terms one of which is a plain
+    ``("message_body", "ilike", value)`` (the Sales Inbox's Body search), else
+    ``(domain, None)``. Values with LIKE wildcards or escapes keep the ILIKE path."""
+    terms = expression.normalize_domain(domain or [])
+    # an AND of terms in prefix notation: '&' operators, then leaves, no '|' or '!'
+    if any(item in ("|", "!") for item in terms):
+        return domain, None
+    leaves = [item for item in terms if item != "&"]
+    for index, leaf in enumerate(leaves):
+        if (
+            isinstance(leaf, list | tuple)
+            and len(leaf) == 3
+            and leaf[0] == "message_body"
+            and leaf[1] == "ilike"
+            and isinstance(leaf[2], str)
+            and leaf[2].strip()
+            and not any(char in leaf[2] for char in "%_\\")
+        ):
+            rest = leaves[:index] + leaves[index + 1 :]
+            return expression.AND([[leaf] for leaf in rest]) if rest else [], leaf[2]
+    return domain, None
 
 
 def _domain_fields(domain):
@@ -279,7 +310,74 @@ class PipemailThread(models.Model):
 
     def _search_message_body(self, operator, value):
         # goes through pipemail.message's own access: hidden bodies never match
-        return [("message_ids", "any", [("body_text", operator, value)])]
+        single_query = [("message_ids", "any", [("body_text", operator, value)])]
+        if operator != "ilike" or not isinstance(value, str) or not value.strip():
+            return single_query
+        found = self._pipemail_body_threads(value)
+        # a common term outside a plain AND (see _search) is found the slow way
+        return single_query if found is None else [("id", "in", found)]
+
+    @api.model
+    def _pipemail_body_threads(self, value):
+        """The conversations with a message whose text contains ``value`` (ILIKE) the
+        user may read, found through the trigram index; None when more than
+        BODY_INDEX_LIMIT messages match. Shared by the page and the count of one list
+        load (web_search_read)."""
+        shared = self.env.context.get("pipemail_body_search")
+        key = (self.env.uid, self.env.su, tuple(self.env.companies.ids), value)
+        if isinstance(shared, dict) and key in shared:
+            return shared[key]
+        query = self.env["pipemail.message"]._search(
+            [("body_text", "ilike", value)], limit=BODY_INDEX_LIMIT + 1
+        )
+        query.order = None
+        rows = self.env.execute_query(query.select(SQL.identifier(query.table, "thread_id")))
+        found = sorted({thread_id for (thread_id,) in rows})
+        if len(rows) > BODY_INDEX_LIMIT:
+            found = None
+        if isinstance(shared, dict):
+            shared[key] = found
+        return found
+
+    @api.model
+    def _pipemail_body_walk(self, query, value, offset, limit):
+        """``query`` (the conversations of the rest of the domain, in their order) walked
+        row by row, keeping those with a message containing ``value``, up to ``limit``.
+
+        Both subqueries are kept apart from the outer query (OFFSET 0) so that the
+        planner cannot turn the check into a join over every matching message: it is
+        made per conversation, in order, and stops when the page (or the count limit)
+        is full. Messages follow their conversation's content and company (the content
+        domain and the company rule are in ``query``): checking them again per message
+        would make each step scan the company index.
+        """
+        Message = self.env["pipemail.message"]
+        message_field = Message._fields
+        unaccent = self.env.registry.unaccent
+        rows = SQL("(%s OFFSET 0)", query.select(SQL("%s.*", SQL.identifier(query.table))))
+        walk = Query(self.env, self._table, rows)
+        walk.add_where(
+            SQL(
+                """EXISTS (SELECT 1 FROM pipemail_message AS m
+                    WHERE %s = %s AND strpos(lower(%s), lower(%s)) > 0 OFFSET 0)""",
+                SQL.identifier("m", "thread_id", to_flush=message_field["thread_id"]),
+                SQL.identifier(self._table, "id"),
+                unaccent(SQL.identifier("m", "body_text", to_flush=message_field["body_text"])),
+                unaccent(SQL("%s", value)),
+            )
+        )
+        walk.offset = offset
+        walk.limit = limit
+        return walk
+
+    @api.model
+    def web_search_read(
+        self, domain, specification, offset=0, limit=None, order=None, count_limit=None
+    ):
+        # one body search for the page and its count (see _search_message_body)
+        return super(PipemailThread, self.with_context(pipemail_body_search={})).web_search_read(
+            domain, specification, offset=offset, limit=limit, order=order, count_limit=count_limit
+        )
 
     @api.depends("partner_ids", "participant_emails", "account_id")
     def _compute_participants_display(self):
@@ -360,6 +458,13 @@ class PipemailThread(models.Model):
         if any(fname not in THREAD_SEARCHABLE for fname in _domain_fields(domain)):
             # a metadata-only row must not match (or fail to match) on its hidden values
             extra = expression.AND([extra, self._pipemail_content_domain()])
+        if not isinstance(self.env.context.get("pipemail_body_search"), dict):
+            self = self.with_context(pipemail_body_search={})
+        rest, value = _split_body_term(domain)
+        if value is not None and self._pipemail_body_threads(value) is None:
+            # a common term: walk the rest of the search in order (see BODY_INDEX_LIMIT)
+            query = super()._search(expression.AND([rest, extra]), order=order)
+            return self._pipemail_body_walk(query, value, offset, limit)
         return super()._search(expression.AND([domain, extra]), offset, limit, order)
 
     def _check_access(self, operation):

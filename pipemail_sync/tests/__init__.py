@@ -16,3 +16,4 @@ from . import test_drafts
 from . import test_compose_tours
 from . import test_inbox_folders
 from . import test_inbox_tours
+from . import test_body_search
