@@ -75,7 +75,7 @@ class PipemailThread(models.Model):
 
     @api.model
     def _pipemail_mailbox_folders(self, prefix, accounts, unread, personal=False):
-        """Inbox, Sent and Archive of ``accounts``; the user's own Drafts, Scheduled and
+        """Inbox, Sent and Archives of ``accounts``; the user's own Drafts, Scheduled and
         Outbox when ``personal`` (they belong to the writer, whatever the mailbox)."""
         mine = [("account_id", "in", accounts.ids)]
         folders = [
@@ -98,7 +98,7 @@ class PipemailThread(models.Model):
             ),
             self._pipemail_folder(
                 f"{prefix}-archive",
-                _("Archive"),
+                _("Archives"),
                 "fa-archive",
                 domain=expression.AND([mine, [("active", "=", False)]]),
             ),
