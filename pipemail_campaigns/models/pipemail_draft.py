@@ -51,5 +51,8 @@ class PipemailDraft(models.Model):
         self.ensure_one()
         self._check_is_writer()
         if self.kind != "group":
-            return super().action_open()
+            action = super().action_open()
+            # checked again as the writer: the template may have changed since the save
+            self.env["pipemail.compose"].browse(action["res_id"])._pipemail_check_followup()
+            return action
         return self.env["pipemail.group.email.wizard"]._pipemail_open_draft(self)

@@ -1,5 +1,9 @@
 """The composer's "Follow up if no reply" option: one follow-up per outgoing row (one,
-or one per recipient when sent individually)."""
+or one per recipient when sent individually).
+
+A draft keeps the options (``pipemail.draft`` has the same fields); they are checked
+as the user each time they cross: when the draft is saved, when it is reopened (the
+world may have changed since) and on Send."""
 
 from odoo import _, api, models
 from odoo.exceptions import UserError
@@ -30,16 +34,38 @@ class PipemailCompose(models.TransientModel):
     def _pipemail_user_fields(self):
         return super()._pipemail_user_fields() | FOLLOWUP_FIELDS
 
-    def _pipemail_check(self):
-        res = super()._pipemail_check()
-        template = self.followup_template_id
-        if template:
-            if not self.render_res_id:
+    @api.model
+    def _pipemail_draft_fields(self):
+        return super()._pipemail_draft_fields() + tuple(sorted(FOLLOWUP_FIELDS))
+
+    def _pipemail_check_followup(self):
+        """The options as Send takes them: a template the user can read, for the record
+        the email is written from, sensible numbers."""
+        for wizard in self:
+            template = wizard.followup_template_id
+            if not template:
+                continue
+            if not wizard.render_res_id:
                 raise UserError(_("The follow-up template is for another kind of record."))
             check_options(
-                self.env, template, self.render_model, self.followup_days, self.followup_steps
+                self.env,
+                template,
+                wizard.render_model,
+                wizard.followup_days,
+                wizard.followup_steps,
             )
+
+    def _pipemail_check(self):
+        res = super()._pipemail_check()
+        self._pipemail_check_followup()
         return res
+
+    def action_save_draft(self):
+        result = super().action_save_draft()
+        if result:
+            # a draft keeps only options Send would take (raising undoes the save)
+            self._pipemail_check_followup()
+        return result
 
     def _pipemail_create_outbox(self):
         outboxes = super()._pipemail_create_outbox()

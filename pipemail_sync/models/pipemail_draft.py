@@ -35,7 +35,8 @@ DRAFT_FIELDS = (
     "scheduled_at",
 )
 """The composer's fields a draft keeps, besides its files: with them, everything the
-person writing sets in the composer (its ``USER_FIELDS``)."""
+person writing sets in the composer (its ``USER_FIELDS``). Addons extend the list
+through ``pipemail.compose._pipemail_draft_fields``."""
 
 
 def field_values(record, names):
@@ -104,7 +105,7 @@ class PipemailDraft(models.Model):
     def _pipemail_composer_values(self):
         self.ensure_one()
         draft = self.sudo()
-        values = field_values(draft, DRAFT_FIELDS)
+        values = field_values(draft, self.env["pipemail.compose"]._pipemail_draft_fields())
         values["attachment_ids"] = [Command.set(draft.attachment_ids.ids)]
         return values
 

@@ -7,7 +7,7 @@ from pipemail.types import FolderState
 FOLDER_ROLES = [
     ("inbox", "Inbox"),
     ("sent", "Sent"),
-    ("archive", "Archive"),
+    ("archive", "Archives"),
     ("trash", "Trash"),
     ("all", "All Mail"),
     ("junk", "Junk"),

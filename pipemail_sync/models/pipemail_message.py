@@ -164,6 +164,8 @@ class PipemailMessage(models.Model):
         messages_sudo.write({"is_read": read})
         messages_sudo._queue_writeback("seen" if read else "unseen")
         self.env["pipemail.writeback"]._trigger_processing()
+        # read state is the mailbox's: the team mailbox's members see it change
+        messages_sudo.thread_id._pipemail_notify_inbox()
 
     def _queue_writeback(self, op):
         """One write-back row per server location; the engine checks each before acting."""

@@ -26,6 +26,10 @@ RETROACTIVE_DAYS = 90
 USER_FIELDS = frozenset({"visibility", "label_ids"})
 """What a holder changes by hand; links, archive and read state go through the
 ``action_*`` methods (they also tell the mail server)."""
+NOTICE_FIELDS = frozenset({"active", "label_ids", "visibility", "lead_id", "project_id"})
+"""Fields whose change shows in a holder's Sales Inbox: the folder (archived, deleted),
+the labels, who holds it, what it is linked to. A write of one of them sends the
+holders the inbox notice (``pipemail_thread_folders``)."""
 
 
 class PipemailThread(models.Model):
@@ -143,7 +147,12 @@ class PipemailThread(models.Model):
             raise UserError(
                 _("Team only is for conversations of team mailboxes: choose Private instead.")
             )
-        return super().write(vals)
+        res = super().write(vals)
+        if NOTICE_FIELDS.intersection(vals):
+            # archived, labelled, linked...: by a holder's button or the sync, the
+            # other holders' open inboxes show it
+            self._pipemail_notify_inbox()
+        return res
 
     def unlink(self):
         self.env["pipemail.message"].sudo().search(

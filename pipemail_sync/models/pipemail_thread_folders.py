@@ -1,6 +1,6 @@
 """The Sales Inbox's folders pane: which folders a user has, what each one holds and
 how many of its conversations wait for them, and the bus notice that keeps the pane
-current when the sync stores mail.
+current when the sync stores mail or a colleague changes a conversation they share.
 
 Everything here is read as the calling user: the counts go through the same search
 as the list (record rules and the visibility rules of ``pipemail_visibility``), so a
@@ -13,6 +13,8 @@ from odoo.osv import expression
 
 INBOX_NOTICE = "pipemail.inbox/changed"
 """Bus notification type the Sales Inbox listens to."""
+NOTICE_KEY = "pipemail.inbox.notice_ids"
+"""Where a transaction gathers the conversations it changed (``cr.precommit.data``)."""
 NOT_SENT = ("queued", "sending", "retry", "failed", "uncertain")
 """Outgoing emails still owed to someone (pipemail_outbox states)."""
 SYSTEM_LABEL_PREFIX = "\\"
@@ -73,7 +75,7 @@ class PipemailThread(models.Model):
 
     @api.model
     def _pipemail_mailbox_folders(self, prefix, accounts, unread, personal=False):
-        """Inbox, Sent and Archive of ``accounts``; the user's own Drafts, Scheduled and
+        """Inbox, Sent and Archives of ``accounts``; the user's own Drafts, Scheduled and
         Outbox when ``personal`` (they belong to the writer, whatever the mailbox)."""
         mine = [("account_id", "in", accounts.ids)]
         folders = [
@@ -96,7 +98,7 @@ class PipemailThread(models.Model):
             ),
             self._pipemail_folder(
                 f"{prefix}-archive",
-                _("Archive"),
+                _("Archives"),
                 "fa-archive",
                 domain=expression.AND([mine, [("active", "=", False)]]),
             ),
@@ -204,14 +206,31 @@ class PipemailThread(models.Model):
     # ------------------------------------------------------------------ bus
 
     def _pipemail_notify_inbox(self):
-        """Tell the holders of these conversations that their inbox changed.
+        """Tell the holders of these conversations that their inbox changed, once,
+        when this transaction commits: whatever changed them in it (a sync batch, a
+        colleague's archive, read or link...), each holder gets one notice.
 
         Only holders get it (the owner; the members of a team mailbox unless the
-        conversation is Private): the Sales Inbox is theirs alone. The notice carries
-        each user's own conversation ids and nothing of their content.
+        conversation is Private), as the conversation is at the commit: the Sales
+        Inbox is theirs alone. The notice carries each user's own conversation ids
+        and nothing of their content. The person who made the change gets it too:
+        their other tabs and devices reload, the one they acted in takes the notice
+        with its own reload (the inbox waits a moment and takes notices together).
         """
+        if not self:
+            return
+        precommit = self.env.cr.precommit
+        if NOTICE_KEY not in precommit.data:
+            precommit.data[NOTICE_KEY] = set()
+            precommit.add(self._pipemail_send_inbox_notices)
+        precommit.data[NOTICE_KEY].update(self.ids)
+
+    def _pipemail_send_inbox_notices(self):
+        """The precommit hook of :meth:`_pipemail_notify_inbox`."""
+        ids = self.env.cr.precommit.data.pop(NOTICE_KEY, set())
+        threads = self.browse(sorted(ids)).sudo().with_context(active_test=False).exists()
         per_user = {}
-        for thread in self.sudo().with_context(active_test=False):
+        for thread in threads:
             users = thread.account_id.user_id
             if thread.account_id.kind == "team" and thread.visibility != "private":
                 users |= thread.account_id.member_ids

@@ -104,3 +104,19 @@ class TestFrench(TransactionCase):
         self.assertEqual(en.ref("pipemail_sync.pipemail_thread_menu_inbox").name, "Sales Inbox")
         backlog = en["pipemail.account"].fields_get(["backlog"])["backlog"]
         self.assertEqual(backlog["string"], "Backlog")
+
+    def test_archive_folder_is_a_noun_the_button_a_verb(self):
+        """One English word, two French ones (po files have no context): the folder
+        is "Archives", the button and the shortcut "Archiver"."""
+        env = self.as_user(self.francoise)
+        pane = env["pipemail.thread"].pipemail_folder_counts()
+        names = {f["key"]: f["name"] for g in pane["groups"] for f in g["folders"]}
+        self.assertEqual(names["mine-archive"], "Archives")
+        roles = dict(env["pipemail.folder"].fields_get(["role"])["role"]["selection"])
+        self.assertEqual(roles["archive"], "Archives")
+        arch = env["pipemail.thread"].get_views([(False, "form")])["views"]["form"]["arch"]
+        self.assertIn('string="Archiver"', arch)
+        en = self.as_user(self.emma)
+        pane = en["pipemail.thread"].pipemail_folder_counts()
+        names = {f["key"]: f["name"] for g in pane["groups"] for f in g["folders"]}
+        self.assertEqual(names["mine-archive"], "Archives")

@@ -217,6 +217,108 @@ class TestInboxNotice(PipemailWorldMixin, TransactionCase):
             notices[self.teammate.partner_id.id]["thread_ids"], self.threads["t_team"].ids
         )
 
+    def notice_rows(self):
+        """{partner id: number of inbox notices} this transaction sends."""
+        self.env.cr.precommit.run()
+        counts = {}
+        for row in self.env["bus.bus"].sudo().search([]):
+            if json.loads(row.message)["type"] == INBOX_NOTICE:
+                partner_id = json.loads(row.channel)[2]
+                counts[partner_id] = counts.get(partner_id, 0) + 1
+        return counts
+
+    def other_team(self):
+        """The outsider's own team mailbox and conversation: another team's."""
+        team_b = self.env["pipemail.account"].create(
+            {
+                "name": "Team B mailbox",
+                "email": "team-b-notice@example.com",
+                "kind": "team",
+                "user_id": self.outsider.id,
+                "member_ids": [Command.set(self.outsider.ids)],
+                "company_id": self.company.id,
+            }
+        )
+        return self.env["pipemail.thread"].create(
+            {"account_id": team_b.id, "thread_key": "key-b-notice", "subject": "B"}
+        )
+
+    def test_colleague_archiving_tells_the_other_holders(self):
+        b_thread = self.other_team()
+        inbox_notices(self.env)
+        self.env["bus.bus"].sudo().search([]).unlink()
+        team_thread = self.threads["t_shared"]
+        team_thread.with_user(self.teammate).action_archive_remote()
+        self.assertFalse(team_thread.active)
+        notices = inbox_notices(self.env)
+        # the mailbox's owner, and the teammate's own other tabs; not the outsider,
+        # who reads this conversation (it is Shared) but does not hold it
+        self.assertEqual(set(notices), {self.owner.partner_id.id, self.teammate.partner_id.id})
+        self.assertEqual(notices[self.owner.partner_id.id], {"thread_ids": team_thread.ids})
+        self.assertEqual(notices[self.teammate.partner_id.id], {"thread_ids": team_thread.ids})
+        self.assertTrue(team_thread.with_user(self.outsider).has_access("read"))
+        self.env["bus.bus"].sudo().search([]).unlink()
+        # the other team's change is theirs alone
+        b_thread.with_user(self.outsider).action_archive_remote()
+        self.assertEqual(set(inbox_notices(self.env)), {self.outsider.partner_id.id})
+
+    def test_each_change_a_holder_makes(self):
+        thread = self.threads["t_shared"].with_user(self.teammate)
+        label = self.env["pipemail.label"].create(
+            {"name": "Urgent", "account_id": self.team.id, "company_id": self.company.id}
+        )
+        changes = {
+            "mark read": lambda: thread.action_mark_read(),
+            "mark unread": lambda: thread.action_mark_unread(),
+            "label": lambda: thread.write({"label_ids": [Command.link(label.id)]}),
+            "unlink": lambda: thread.action_unlink(),
+            "link": lambda: thread.action_link({"res_model": "crm.lead", "res_id": self.lead.id}),
+            "delete": lambda: thread.action_delete_remote(),
+            "unarchive": lambda: thread.action_unarchive(),
+        }
+        for name, change in changes.items():
+            with self.subTest(change=name):
+                change()
+                notices = inbox_notices(self.env)
+                self.assertEqual(notices.get(self.owner.partner_id.id), {"thread_ids": thread.ids})
+                self.assertNotIn(self.outsider.partner_id.id, notices)
+                self.env["bus.bus"].sudo().search([]).unlink()
+
+    def test_once_per_transaction_own_ids_only(self):
+        team_threads = self.threads["t_shared"] | self.threads["t_team"]
+        mine = self.threads["p_shared"] | self.threads["t_private"]
+        owner_threads = (team_threads | mine).with_user(self.owner)
+        # several changes in one transaction, to conversations held by different people
+        owner_threads.action_mark_unread()
+        owner_threads.write({"label_ids": [Command.clear()]})
+        owner_threads.action_archive_remote()
+        counts = self.notice_rows()
+        self.assertEqual(
+            counts, {self.owner.partner_id.id: 1, self.teammate.partner_id.id: 1}, "one each"
+        )
+        self.env["bus.bus"].sudo().search([]).unlink()
+        owner_threads.action_unarchive()
+        notices = inbox_notices(self.env)
+        self.assertEqual(
+            notices[self.owner.partner_id.id], {"thread_ids": sorted(owner_threads.ids)}
+        )
+        # the teammate holds the team's conversations, not the owner's own mailbox nor
+        # the team's Private one
+        self.assertEqual(
+            notices[self.teammate.partner_id.id], {"thread_ids": sorted(team_threads.ids)}
+        )
+
+    def test_private_conversation_tells_its_owner_only(self):
+        private = self.threads["t_private"].with_user(self.owner)
+        private.action_mark_unread()
+        private.action_archive_remote()
+        self.assertEqual(set(inbox_notices(self.env)), {self.owner.partner_id.id})
+        self.env["bus.bus"].sudo().search([]).unlink()
+        # made Private by its owner: the teammate, who no longer holds it, hears nothing
+        shared = self.threads["t_shared"].with_user(self.owner)
+        shared.write({"visibility": "private"})
+        self.assertEqual(set(inbox_notices(self.env)), {self.owner.partner_id.id})
+
 
 @tagged("post_install", "-at_install")
 class TestInboxNoticeFromSync(PipemailDovecotCase):

@@ -1,7 +1,7 @@
 """The composer's drafts: saved as the person types (the browser asks, debounced),
 reopened from Drafts or from the conversation, deleted on Send or Discard."""
 
-from odoo import Command, _, fields, models
+from odoo import Command, _, api, fields, models
 
 from ..models.pipemail_draft import DRAFT_FIELDS, field_values
 
@@ -10,6 +10,13 @@ class PipemailCompose(models.TransientModel):
     _inherit = "pipemail.compose"
 
     draft_id = fields.Many2one("pipemail.draft", string="Draft", readonly=True)
+
+    @api.model
+    def _pipemail_draft_fields(self):
+        """The composer's fields a draft keeps under the same name, besides its files;
+        addons that add options to the composer (follow-ups in pipemail_campaigns)
+        extend it, with the same fields on ``pipemail.draft``."""
+        return DRAFT_FIELDS
 
     def _pipemail_form_action(self):
         self.ensure_one()
@@ -33,7 +40,7 @@ class PipemailCompose(models.TransientModel):
             return False  # sent: nothing left to keep
         self.attachment_ids.check_access("read")
         self.template_id.check_access("read")
-        values = field_values(self, DRAFT_FIELDS)
+        values = field_values(self, self._pipemail_draft_fields())
         values["attachment_ids"] = [Command.set(self.attachment_ids.ids)]
         draft = self.env["pipemail.draft"]._pipemail_save_from(self, values)
         return {"draft_id": draft.id, "saved": fields.Datetime.to_string(draft.write_date)}

@@ -27,11 +27,16 @@ const WATCHED = [
  * group email wizard) as the user's draft a moment after they stop typing. The
  * record is saved first (the editor hands over its text), then the server copies
  * it into the draft after checking everything it points at. The fields watched are
- * the composer's unless the view lists others in ``options="{'watched': [...]}"``.
+ * the composer's unless the view lists others in ``options="{'watched': [...]}"``;
+ * ``'also_watched'`` adds to them (options another addon puts in the composer).
  */
 export class DraftAutosave extends Component {
     static template = "pipemail_sync.DraftAutosave";
-    static props = { ...standardFieldProps, watched: { type: Array, optional: true } };
+    static props = {
+        ...standardFieldProps,
+        watched: { type: Array, optional: true },
+        alsoWatched: { type: Array, optional: true },
+    };
 
     setup() {
         this.orm = useService("orm");
@@ -40,7 +45,7 @@ export class DraftAutosave extends Component {
         this.timer = null;
         this.saving = false;
         let first = true;
-        const watched = this.props.watched || WATCHED;
+        const watched = [...(this.props.watched || WATCHED), ...(this.props.alsoWatched || [])];
         useRecordObserver((record) => {
             for (const name of watched) {
                 void record.data[name];
@@ -101,5 +106,8 @@ export class DraftAutosave extends Component {
 registry.category("fields").add("pipemail_draft_autosave", {
     component: DraftAutosave,
     supportedTypes: ["many2one"],
-    extractProps: ({ options }) => ({ watched: options.watched }),
+    extractProps: ({ options }) => ({
+        watched: options.watched,
+        alsoWatched: options.also_watched,
+    }),
 });

@@ -5,8 +5,8 @@
  * - Folders come from the server with their counts and domains
  *   (``pipemail_folder_counts``); a folder of conversations narrows the list (its
  *   domain is added to the search's), one of drafts or outgoing emails opens its list.
- * - The bus notice the sync sends to a conversation's holders (``pipemail.inbox/changed``)
- *   reloads the counts and the list in place.
+ * - The bus notice a conversation's holders get when the sync or one of them changes
+ *   it (``pipemail.inbox/changed``) reloads the counts and the list in place.
  * - Keyboard: Odoo's hotkey service for letters, arrows and Enter; "?" and "#" are
  *   not keys the hotkey service accepts, so a window listener takes those two.
  */
