@@ -8,10 +8,12 @@ string a user must not get; the matrix counts and prints them and must find none
 """
 
 import logging
+from unittest.mock import patch
 
 from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, tagged
 
+from ..models import pipemail_visibility
 from .visibility_common import FULL, NONE, PipemailWorldMixin
 
 _logger = logging.getLogger(__name__)
@@ -368,6 +370,14 @@ class TestVisibilityMatrix(PipemailWorldMixin, HttpCase):
         for user_key in self.users:
             self._paths_orm(user_key)
         self._report("matrix (ORM paths, 6 users x 11 conversations)")
+
+    def test_matrix_orm_body_walk(self):
+        """The same paths with every Body search walking the conversations instead of
+        collecting matches through the index (see test_body_search)."""
+        with patch.object(pipemail_visibility, "BODY_INDEX_LIMIT", 0):
+            for user_key in self.users:
+                self._paths_orm(user_key)
+        self._report("matrix (ORM paths, Body search walking)")
 
     def test_matrix_http(self):
         """/web/content of each email attachment, and JSON-RPC web_read, as each user."""

@@ -107,6 +107,8 @@ registry.category("web_tour.tours").add("pipemail_inbox_keys_tour", {
 registry.category("web_tour.tours").add("pipemail_record_emails_tour", {
     steps: () => [
         { trigger: ".o_form_view button[name=action_view_pipemail_threads]", run: "click" },
+        // the form's Emails tab shows the same list: wait for the form to give way
+        { trigger: "body:not(:has(.o_form_view))" },
         { trigger: ".o_pipemail_result_count:contains(1 conversation)" },
         { trigger: ".o_pipemail_inbox_split:not(:has(.o_pipemail_folders))" },
         { trigger: ".o_data_row:contains(Alpha order) td[name=subject]", run: "click" },
@@ -115,5 +117,26 @@ registry.category("web_tour.tours").add("pipemail_record_emails_tour", {
         inputHolds(".modal .o_field_widget[name=email_to] input", "carla@customer.example"),
         { trigger: ".modal .btn-close", run: "click" },
         { trigger: "body:not(:has(.modal))" },
+    ],
+});
+
+/* A lead's Emails tab: the same view inside the form (list, reading pane, keyboard,
+   search, pager), no folders, no second breadcrumbs; "c" writes about the lead. */
+const tab = ".o_pipemail_record_emails";
+registry.category("web_tour.tours").add("pipemail_record_tab_tour", {
+    steps: () => [
+        { trigger: ".o_notebook_headers a.nav-link:contains(Emails)", run: "click" },
+        { trigger: `${tab} .o_pipemail_result_count:contains(1 conversation)` },
+        { trigger: `${tab} .o_pipemail_inbox_split:not(:has(.o_pipemail_folders))` },
+        { trigger: `${tab}:not(:has(.breadcrumb)) .o_searchview` },
+        { trigger: `${tab} .o_data_row:contains(Alpha order) td[name=subject]`, run: "click" },
+        { trigger: `${tab} ${pane} h1:contains(Alpha order)` },
+        { trigger: `${tab} .o_data_row.o_pipemail_current:contains(Alpha order)` },
+        { trigger: "body", run: "press c" },
+        inputHolds(".modal .o_field_widget[name=email_to] input", "carla@customer.example"),
+        { trigger: ".modal .btn-close", run: "click" },
+        { trigger: "body:not(:has(.modal))" },
+        // the lead's own form is still there around it
+        { trigger: ".o_form_view .o_field_widget[name=name]:contains(Alpha deal), .o_form_view .o_field_widget[name=name] textarea" },
     ],
 });
