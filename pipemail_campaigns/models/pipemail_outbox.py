@@ -2,7 +2,7 @@
 a copy (RFC 8058 one-click unsubscribe headers), the bounce report received after it
 left, and keeping the email's row of report figures current."""
 
-from odoo import api, fields, models
+from odoo import _, api, fields, models
 
 from odoo.addons.pipemail_sync.engine import dsn as pm_dsn
 from odoo.addons.pipemail_sync.engine import unsubscribe as pm_unsubscribe
@@ -94,6 +94,43 @@ class PipemailOutbox(models.Model):
         undelivered = self.filtered(lambda o: o._pipemail_is_undelivered())
         if undelivered:
             self.env["pipemail.followup"]._pipemail_cancel_for_undelivered(undelivered)
+
+    # ------------------------------------------------------------------ undo / edit
+
+    def _pipemail_take_back(self):
+        """Undo send or Edit on a scheduled email: its follow-ups go with it (the
+        composer gets their options back, see _pipemail_composer_values)."""
+        result = super()._pipemail_take_back()
+        pending = (
+            self.env["pipemail.followup"]
+            .sudo()
+            .search([("outbox_id", "in", self.ids), ("state", "=", "pending")])
+        )
+        pending._pipemail_cancel("user", note=_("The email was taken back."))
+        return result
+
+    def _pipemail_composer_values(self):
+        values = super()._pipemail_composer_values()
+        # the composer's own option (an automation's follow-ups are the rule's)
+        followup = (
+            self.env["pipemail.followup"]
+            .sudo()
+            .search(
+                [("outbox_id", "in", self.ids), ("step", "=", 1), ("action_id", "=", False)],
+                order="id desc",
+                limit=1,
+            )
+        )
+        if followup:
+            values.update(
+                {
+                    "followup_template_id": followup.template_id.id,
+                    "followup_days": followup.days,
+                    "followup_business_days": followup.business_days,
+                    "followup_steps": followup.steps_total,
+                }
+            )
+        return values
 
     # ------------------------------------------------------------------ group email copies
 

@@ -3,6 +3,9 @@ left (a new composer from the stored draft, as after a logout or in another
 browser), sent from there with them, checked as the writer at each step, and nobody
 else's to read or change."""
 
+from datetime import timedelta
+
+from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import new_test_user, tagged
 
@@ -160,3 +163,55 @@ class TestFollowupDrafts(PipemailAutomationCase):
             (draft.sudo().followup_template_id, draft.sudo().followup_days),
             (self.nudge, OPTIONS["followup_days"]),
         )
+
+    def test_undo_and_edit_give_the_options_back(self):
+        """Undo send and Edit on a scheduled email reopen the composer with its follow-up
+        options; the taken-back email's follow-up is cancelled as the user's, and the
+        email sent again gets its own."""
+        self.env["ir.config_parameter"].sudo().set_param("pipemail.undo_send_seconds", "10")
+        Followup = self.env["pipemail.followup"].sudo()
+        lead = self.make_lead()
+        composer = self.compose(res_model="crm.lead", res_id=lead.id).create(
+            {
+                "subject": "Chairs",
+                "body": "<p>Our offer</p>",
+                "followup_template_id": self.nudge.id,
+                **OPTIONS,
+            }
+        )
+        composer.action_send_undoable()
+        first = composer.outbox_id.sudo()
+        taken_back = Followup.search([("outbox_id", "=", first.id)])
+        self.assertEqual(taken_back.state, "pending")
+
+        action = first.with_user(self.sender).action_undo_send()
+        again = self.env["pipemail.compose"].with_user(self.sender).browse(action["res_id"])
+        self.assertEqual(
+            (taken_back.state, taken_back.cancel_reason, first.state),
+            ("cancelled", "user", "cancelled"),
+        )
+        for name, value in {"followup_template_id": self.nudge, **OPTIONS}.items():
+            self.assertEqual(again[name], value, name)
+            self.assertEqual(again.draft_id.sudo()[name], value, f"draft {name}")
+
+        # scheduled for tomorrow, then edited: the same again
+        again.write({"scheduled_at": fields.Datetime.now() + timedelta(days=1)})
+        again.action_send_later()
+        second = again.outbox_id.sudo()
+        scheduled = Followup.search([("outbox_id", "=", second.id)])
+        self.assertEqual(scheduled.state, "pending")
+        action = second.with_user(self.sender).action_edit_scheduled()
+        third = self.env["pipemail.compose"].with_user(self.sender).browse(action["res_id"])
+        self.assertEqual((scheduled.state, scheduled.cancel_reason), ("cancelled", "user"))
+        self.assertEqual(third.followup_template_id, self.nudge)
+        self.assertEqual(third.followup_steps, OPTIONS["followup_steps"])
+
+        # sent at once this time: one pending follow-up, on the email that left
+        self.env["ir.config_parameter"].sudo().set_param("pipemail.undo_send_seconds", "0")
+        third.write({"scheduled_at": False})
+        third.action_send_undoable()
+        sent = third.outbox_id.sudo()
+        self.assertEqual(sent.state, "sent", sent.last_error)
+        pending = Followup.search([("state", "=", "pending"), ("user_id", "=", self.sender.id)])
+        self.assertEqual(pending.outbox_id, sent)
+        self.assertEqual((pending.days, pending.steps_total), (5, 2))
