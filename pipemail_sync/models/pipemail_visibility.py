@@ -80,7 +80,9 @@ def _split_body_term(domain):
     """``(rest, value)`` when ``domain`` is an AND of terms one of which is a plain
     ``("message_body", "ilike", value)`` (the Sales Inbox's Body search), else
     ``(domain, None)``. Values with LIKE wildcards or escapes keep the ILIKE path."""
-    terms = expression.normalize_domain(domain or [])
+    if "message_body" not in _domain_fields(domain):
+        return domain, None
+    terms = expression.normalize_domain(domain)
     # an AND of terms in prefix notation: '&' operators, then leaves, no '|' or '!'
     if any(item in ("|", "!") for item in terms):
         return domain, None
@@ -458,13 +460,14 @@ class PipemailThread(models.Model):
         if any(fname not in THREAD_SEARCHABLE for fname in _domain_fields(domain)):
             # a metadata-only row must not match (or fail to match) on its hidden values
             extra = expression.AND([extra, self._pipemail_content_domain()])
-        if not isinstance(self.env.context.get("pipemail_body_search"), dict):
-            self = self.with_context(pipemail_body_search={})
         rest, value = _split_body_term(domain)
-        if value is not None and self._pipemail_body_threads(value) is None:
-            # a common term: walk the rest of the search in order (see BODY_INDEX_LIMIT)
-            query = super()._search(expression.AND([rest, extra]), order=order)
-            return self._pipemail_body_walk(query, value, offset, limit)
+        if value is not None:
+            if not isinstance(self.env.context.get("pipemail_body_search"), dict):
+                self = self.with_context(pipemail_body_search={})
+            if self._pipemail_body_threads(value) is None:
+                # a common term: walk the rest of the search in order (BODY_INDEX_LIMIT)
+                query = super()._search(expression.AND([rest, extra]), order=order)
+                return self._pipemail_body_walk(query, value, offset, limit)
         return super()._search(expression.AND([domain, extra]), offset, limit, order)
 
     def _check_access(self, operation):
