@@ -115,14 +115,20 @@ class PipemailMessage(models.Model):
     # ------------------------------------------------------------------ actions
 
     def action_mark_read(self):
-        self.check_access("write")
+        self._check_can_mark()
         self._set_read(True)
         return True
 
     def action_mark_unread(self):
-        self.check_access("write")
+        self._check_can_mark()
         self._set_read(False)
         return True
+
+    def _check_can_mark(self):
+        """Read state is the conversation's holders' to change (nobody writes messages
+        directly): the same check as the conversation's own Mark as Read."""
+        self.check_access("read")
+        self.thread_id._check_can_change()
 
     def action_pipemail_compose(self, mode="reply"):
         """The composer answering or forwarding this email, whichever message of the

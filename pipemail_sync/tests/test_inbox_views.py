@@ -113,6 +113,23 @@ class TestInboxViews(PipemailWorldMixin, TransactionCase):
         )
         self.assertEqual(len(self._inbox(owner, [("account_id", "=", self.team.id)])), 4)
 
+    def test_message_mark_read_buttons(self):
+        """The message form's Mark as Read / Unread: the conversation's holders may, as
+        from the conversation; a reader who does not hold it may not."""
+        message = self.threads["t_shared"].message_ids[:1]
+        message.with_user(self.teammate).action_mark_unread()
+        self.assertFalse(message.is_read)
+        message.with_user(self.owner).action_mark_read()
+        self.assertTrue(message.is_read)
+        # the outsider reads it through the lead, but it is not theirs to change
+        message.with_user(self.outsider).check_access("read")
+        for action in ("action_mark_unread", "action_mark_read"):
+            with self.assertRaises(AccessError):
+                getattr(message.with_user(self.outsider), action)()
+        with self.assertRaises(AccessError):
+            self.threads["t_private"].message_ids[:1].with_user(self.teammate).action_mark_read()
+        self.assertTrue(message.is_read)
+
     def test_group_by_account_and_label(self):
         Thread = self.env(user=self.owner)["pipemail.thread"]
         domain = safe_eval(self.inbox_action.domain, {"uid": self.owner.id})
