@@ -835,6 +835,14 @@ class ImapSession:
                 client.remove_gmail_labels(uid_set(uids), list(labels), silent=True)
         self._drop_untagged("FETCH")
 
+    def expunge_uids(self, uids: Sequence[int]) -> None:
+        """UID EXPUNGE of exactly these UIDs (UIDPLUS): never another client's
+        ``\\Deleted`` messages, as a plain EXPUNGE would."""
+        client = self._require()
+        with self._guard("expunge"):
+            client.expunge(list(uids))
+        self._drop_untagged("EXPUNGE", "VANISHED")
+
     def move(self, uids: Sequence[int], folder: str) -> tuple[int, dict[int, int]] | None:
         """UID MOVE (or COPY + EXPUNGE of exactly these UIDs); returns COPYUID if given.
 

@@ -438,3 +438,75 @@ def append_sent(
     finally:
         if own:
             s.close()
+
+
+# ---------------------------------------------------------------- drafts
+
+DRAFT_FLAGS = ("\\Draft", "\\Seen")
+
+
+def is_draft(flags: Iterable[str]) -> bool:
+    """A message some mail client is still writing (``\\Draft``): not mail to sync."""
+    return any(flag.lower() == "\\draft" for flag in flags)
+
+
+def save_draft(
+    config: AccountConfig,
+    raw: bytes,
+    folder: str | None = None,
+    *,
+    replace: Location | None = None,
+    session: ImapSession | None = None,
+    when: datetime | None = None,
+) -> Location | None:
+    """Put a draft in the mailbox's Drafts folder, where the person's phone sees it, then
+    remove the copy it replaces (the previous save).
+
+    The new copy is written first: a failure in between leaves two drafts, never none.
+    Returns the new copy's location (``None`` without UIDPLUS: it cannot be replaced
+    later, the next save adds another).
+    """
+    own = session is None
+    s = session or ImapSession.open(config)
+    try:
+        target = folder or discover(s).get("drafts")
+        if target is None:
+            raise ConfigError("There is no Drafts folder on the server to save the draft in.")
+        found = s.append(
+            target, raw, flags=list(DRAFT_FLAGS), when=when or datetime.now(timezone.utc)
+        )
+        if replace is not None:
+            remove_draft(config, replace, session=s)
+        return Location(target, found[0], found[1]) if found else None
+    finally:
+        if own:
+            s.close()
+
+
+def remove_draft(
+    config: AccountConfig, location: Location, *, session: ImapSession | None = None
+) -> bool:
+    """Delete the draft copy at ``location``. Only a message still flagged ``\\Draft``
+    in the same folder generation is deleted (a recreated folder, a UID already gone,
+    a message the person sent from their phone: nothing is touched). ``True`` when it
+    was deleted."""
+    own = session is None
+    s = session or ImapSession.open(config)
+    try:
+        try:
+            mailbox = s.select(location.folder)
+        except FolderMissing:
+            return False
+        if mailbox.uidvalidity != location.uidvalidity:
+            return False
+        found, _gone = s.fetch_flags([location.uid])
+        state = found.get(location.uid)
+        if state is None or not is_draft(state.flags):
+            return False
+        s.store_flags([location.uid], ["\\Deleted"], add=True)
+        if s.has("UIDPLUS"):
+            s.expunge_uids([location.uid])
+        return True
+    finally:
+        if own:
+            s.close()

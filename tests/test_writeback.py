@@ -22,6 +22,8 @@ from pipemail.writeback import (
     STALE_UIDVALIDITY,
     append_sent,
     apply_writes,
+    remove_draft,
+    save_draft,
     verify_keys,
 )
 
@@ -312,6 +314,56 @@ def test_append_sent_returns_location(dovecot, imap_user):
     store = MemoryStore()
     sync_account(cfg, store)
     assert store.folder_view(cfg.key, "Sent")[loc.uid].message_id == "w42@example.com"
+
+
+# ---------------------------------------------------------------- drafts
+
+
+def test_save_draft_replaces_its_previous_copy_and_removes_it(dovecot, imap_user):
+    """The CRM's draft in the mailbox's Drafts folder (found by SPECIAL-USE), one copy
+    at a time; removing it touches nothing but a draft at that very place."""
+    cfg = config(dovecot, imap_user)
+    first = save_draft(cfg, mail(1))
+    assert first is not None and first.folder == "Drafts"
+    drafts = dovecot.fetch_state(imap_user, "Drafts")
+    assert [(r["uid"], r["flags"]) for r in drafts] == [(first.uid, {"\\Draft", "\\Seen"})]
+    second = save_draft(cfg, mail(2), replace=first)
+    drafts = dovecot.fetch_state(imap_user, "Drafts")
+    assert [(r["uid"], r["message_id"]) for r in drafts] == [(second.uid, "<w2@example.com>")]
+
+    before = snapshot(dovecot, imap_user)
+    # a recreated folder (another UIDVALIDITY), a UID already gone: nothing touched
+    assert not remove_draft(cfg, dataclasses.replace(second, uidvalidity=second.uidvalidity + 1))
+    assert not remove_draft(cfg, first)
+    # a message that is not a draft (sent from the phone meanwhile) stays
+    with ImapSession.open(cfg) as session:
+        kept = session.append("Drafts", mail(3), flags=["\\Seen"])
+    assert not remove_draft(cfg, Location("Drafts", kept[0], kept[1]))
+    assert not remove_draft(cfg, Location("No such folder", 1, 1))
+    assert changed(before, snapshot(dovecot, imap_user)) == {("Drafts", "<w3@example.com>")}
+
+    assert remove_draft(cfg, second)
+    assert [r["message_id"] for r in dovecot.fetch_state(imap_user, "Drafts")] == [
+        "<w3@example.com>"
+    ]
+
+
+def test_sync_leaves_drafts_out(dovecot, imap_user):
+    """A message flagged \\Draft (the CRM's own copy, or another client's) is not mail:
+    the sync of a folder that holds one stores only the rest."""
+    cfg = config(dovecot, imap_user, folders=["INBOX", "Drafts"])
+    with ImapSession.open(cfg) as session:
+        session.append("INBOX", mail(1), flags=["\\Draft"])
+        session.append("INBOX", mail(2))
+    save_draft(cfg, mail(3))
+    store = MemoryStore()
+    sync_account(cfg, store)
+    stored = {
+        message.message_id
+        for folder in ("INBOX", "Drafts")
+        for message in store.folder_view(cfg.key, folder).values()
+    }
+    assert stored == {"w2@example.com"}
 
 
 # ---------------------------------------------------------------- identity check cost
