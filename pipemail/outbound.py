@@ -352,7 +352,7 @@ def _needs_smtputf8(addresses: Sequence[Address]) -> bool:
 
 
 def build_mime(
-    msg: OutgoingMessage, *, domain: str, now: datetime | None = None
+    msg: OutgoingMessage, *, domain: str, now: datetime | None = None, draft: bool = False
 ) -> tuple[bytes, str]:
     """Build the message; returns ``(raw bytes with CRLF line ends, Message-ID)``.
 
@@ -374,7 +374,8 @@ def build_mime(
     for a in msg.bcc:
         _header_address(a, "recipient")
     reply_to = [_header_address(a, "reply-to") for a in msg.reply_to]
-    if not msg.recipients:
+    if not msg.recipients and not draft:
+        # a draft (saved in the mailbox's Drafts folder) may not have one yet
         raise InvalidHeader("The email has no recipient.")
     message_id = normalize_message_id(msg.message_id) if msg.message_id else make_message_id(domain)
     in_reply_to = normalize_message_id(msg.in_reply_to) if msg.in_reply_to else ""

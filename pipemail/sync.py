@@ -903,8 +903,8 @@ class AccountSync:
             remote = self._remote(name, mb.uidvalidity, item)
             if remote.parsed.parse_error:
                 fr.quarantined += 1
-            # a draft (the CRM's own in Drafts, or another client's) is not mail yet
-            if writeback.is_draft(item.flags) or self.filter.skip(remote.parsed):
+            # the CRM's own draft copies (save_draft): the CRM has the draft itself
+            if writeback.is_crm_draft(remote.parsed.message_id) or self.filter.skip(remote.parsed):
                 fr.skipped += 1
                 filtered.append(uid)
                 continue

@@ -40,6 +40,7 @@ from pipemail.folders import FolderMap, discover
 from pipemail.imap import FolderMissing, ImapSession
 from pipemail.imap_parse import FetchedMessage, Mailbox
 from pipemail.mime import message_key, parse_message
+from pipemail.outbound import make_message_id
 from pipemail.types import (
     AccountConfig,
     Location,
@@ -445,9 +446,25 @@ def append_sent(
 DRAFT_FLAGS = ("\\Draft", "\\Seen")
 
 
+DRAFT_ID_PREFIX = "pmdraft."
+"""The Message-ID of the CRM's own draft copies starts so: the sync leaves them out
+(other clients' drafts are synced as any message, flags and all)."""
+
+
 def is_draft(flags: Iterable[str]) -> bool:
-    """A message some mail client is still writing (``\\Draft``): not mail to sync."""
+    """A message some mail client is still writing (``\\Draft``)."""
     return any(flag.lower() == "\\draft" for flag in flags)
+
+
+def draft_message_id(domain: str) -> str:
+    """A Message-ID for a copy of a CRM draft: unique, and known to the sync as ours."""
+    fresh = make_message_id(domain)
+    return f"<{DRAFT_ID_PREFIX}{fresh[1:]}"
+
+
+def is_crm_draft(message_id: str | None) -> bool:
+    """A copy :func:`save_draft` put in the Drafts folder: the CRM has the draft itself."""
+    return (message_id or "").strip().lstrip("<").startswith(DRAFT_ID_PREFIX)
 
 
 def save_draft(

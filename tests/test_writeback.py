@@ -22,6 +22,8 @@ from pipemail.writeback import (
     STALE_UIDVALIDITY,
     append_sent,
     apply_writes,
+    draft_message_id,
+    is_crm_draft,
     remove_draft,
     save_draft,
     verify_keys,
@@ -348,22 +350,24 @@ def test_save_draft_replaces_its_previous_copy_and_removes_it(dovecot, imap_user
     ]
 
 
-def test_sync_leaves_drafts_out(dovecot, imap_user):
-    """A message flagged \\Draft (the CRM's own copy, or another client's) is not mail:
-    the sync of a folder that holds one stores only the rest."""
+def test_sync_leaves_the_crms_own_drafts_out(dovecot, imap_user):
+    """The CRM's draft copies (their Message-ID says so) are not mail: the CRM has the
+    draft itself. Another client's draft is synced as any message, flags and all."""
     cfg = config(dovecot, imap_user, folders=["INBOX", "Drafts"])
     with ImapSession.open(cfg) as session:
         session.append("INBOX", mail(1), flags=["\\Draft"])
         session.append("INBOX", mail(2))
-    save_draft(cfg, mail(3))
+    ours = draft_message_id("corp.example")
+    assert is_crm_draft(ours) and not is_crm_draft("<w1@example.com>")
+    save_draft(cfg, mail(3).replace(b"<w3@example.com>", ours.encode()))
     store = MemoryStore()
     sync_account(cfg, store)
     stored = {
-        message.message_id
+        message.message_id: message.flags
         for folder in ("INBOX", "Drafts")
         for message in store.folder_view(cfg.key, folder).values()
     }
-    assert stored == {"w2@example.com"}
+    assert set(stored) == {"w1@example.com", "w2@example.com"}
 
 
 # ---------------------------------------------------------------- identity check cost

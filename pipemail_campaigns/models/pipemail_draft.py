@@ -42,6 +42,10 @@ class PipemailDraft(models.Model):
     ) = option_fields("Follow Up If No Reply", "[]")
     schedule = fields.Boolean(string="Send Later")
 
+    def _pipemail_copy_wanted(self):
+        # a group email is written to many: no copy of it in the writer's Drafts folder
+        return super()._pipemail_copy_wanted() and self.kind != "group"
+
     @api.depends("source_ids")
     def _compute_selected_count(self):
         for draft in self:

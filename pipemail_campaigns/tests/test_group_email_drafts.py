@@ -119,6 +119,8 @@ class TestGroupEmailDrafts(TransactionCase):
         self.assertEqual(wizard.draft_id, draft)
         self.assertEqual(draft.kind, "group")
         self.assertEqual(draft.selected_count, 3)
+        # written to many: never copied to the writer's Drafts folder on the server
+        self.assertFalse(self.env["pipemail.draft.copy"].search([("draft_id", "=", draft.id)]))
         wizard.write({"subject": "Spring, v2"})
         wizard.action_save_draft()
         drafts = self.env["pipemail.draft"].with_user(self.writer).search([("kind", "=", "group")])

@@ -17,6 +17,7 @@ from . import res_users
 from . import pipemail_outbox
 from . import pipemail_outbox_schedule
 from . import pipemail_draft
+from . import pipemail_draft_copy
 from . import pipemail_thread_draft
 from . import pipemail_thread_folders
 from . import pipemail_tracking

@@ -162,6 +162,13 @@ class PipemailAccount(models.Model):
         string="Skip Internal Mail",
         help="Do not sync mail exchanged only between addresses of your own company.",
     )
+    drafts_to_mailbox = fields.Boolean(
+        string="Drafts in the Mailbox",
+        default=True,
+        help="Keep a copy of the drafts you write in the CRM in this mailbox's Drafts "
+        "folder, so that your phone shows them too (personal mailboxes only: a team "
+        "mailbox's Drafts folder is read by the whole team).",
+    )
     default_visibility = fields.Selection(VISIBILITY, required=True, default="shared")
     state = fields.Selection(
         [

@@ -148,3 +148,112 @@ class TestDrafts(PipemailOutboundCase):
             self.compose(user=self.colleague).create({"draft_id": draft.id})
         self.assertEqual(draft.sudo().subject, "Chairs")
         self.assertEqual(self.sink.attempts, 0)
+
+
+@tagged("post_install", "-at_install")
+class TestDraftsInTheMailbox(PipemailOutboundCase):
+    """A draft's copy in the mailbox's Drafts folder (a real Dovecot): written a little
+    after a save, one copy at a time as the person goes on writing, removed when the
+    draft is sent or discarded; never for a team mailbox; nobody's to touch over RPC."""
+
+    def setUp(self):
+        super().setUp()
+        # the class shares one Dovecot mailbox: each test starts from an empty Drafts
+        left = [row["uid"] for row in self.dovecot.fetch_state(self.login, "Drafts")]
+        if left:
+            self.dovecot.expunge(self.login, "Drafts", left)
+
+    def drafts(self):
+        return self.dovecot.fetch_state(self.login, "Drafts")
+
+    def run_copies(self):
+        self.env["pipemail.draft.copy"]._cron_draft_copies()
+
+    def save(self, composer):
+        return self.env["pipemail.draft"].browse(composer.action_save_draft()["draft_id"])
+
+    def test_copy_follows_the_draft(self):
+        composer = self.compose().create(
+            {"subject": "Chairs", "body": "<p>First words</p>", "email_to": "carla@"}
+        )
+        draft = self.save(composer)
+        self.assertEqual(self.drafts(), [], "nothing before the cron's round")
+        self.run_copies()
+        [first] = self.drafts()
+        self.assertEqual(first["flags"], {"\\Draft", "\\Seen"})
+        raw = self.dovecot.fetch_raw(self.login, "Drafts", first["uid"])
+        self.assertIn(b"Subject: Chairs", raw)
+        self.assertIn(b"First words", raw)
+        self.assertNotIn(b"carla@", raw, "half an address is left out")
+        self.run_copies()
+        self.assertEqual(len(self.drafts()), 1, "unchanged: not written again")
+
+        # written on (in real life a later transaction; a test runs in one, its clock
+        # stopped: the copy is made older instead): replaced, not added to
+        self.env.cr.execute(
+            "UPDATE pipemail_draft_copy SET saved_version = saved_version - interval '1 minute'"
+        )
+        composer.write({"email_to": "carla@customer.example", "body": "<p>Second words</p>"})
+        composer.action_save_draft()
+        self.run_copies()
+        [second] = self.drafts()
+        self.assertNotEqual(second["uid"], first["uid"])
+        raw = self.dovecot.fetch_raw(self.login, "Drafts", second["uid"])
+        self.assertIn(b"Second words", raw)
+        self.assertIn(b"carla@customer.example", raw)
+        # the sync of the Drafts folder does not take the CRM's own draft for mail
+        drafts_folder = self.env["pipemail.folder"].search(
+            [("account_id", "=", self.account.id), ("name", "=", "Drafts")]
+        ) or self.env["pipemail.folder"].create(
+            {"account_id": self.account.id, "name": "Drafts", "role": "drafts", "sync": True}
+        )
+        drafts_folder.sync = True
+        self.assertTrue(self.sync(self.account))
+        self.assertFalse(
+            self.env["pipemail.message"].search([("subject", "=", "Chairs")]),
+            "a draft is not synced as mail",
+        )
+
+        # sent: its copy goes
+        composer.action_send()
+        self.assertFalse(draft.exists())
+        self.run_copies()
+        self.assertEqual(self.drafts(), [])
+        self.assertFalse(self.env["pipemail.draft.copy"].search([]))
+
+    def test_discarded_or_turned_off_and_team_mailboxes(self):
+        composer = self.compose().create({"subject": "Tables", "body": "<p>x</p>"})
+        draft = self.save(composer)
+        self.run_copies()
+        self.assertEqual(len(self.drafts()), 1)
+        draft.with_user(self.sender).action_discard()
+        self.run_copies()
+        self.assertEqual(self.drafts(), [])
+
+        # the option off: no copy
+        self.account.drafts_to_mailbox = False
+        other = self.save(self.compose().create({"subject": "Lamps", "body": "<p>y</p>"}))
+        self.run_copies()
+        self.assertEqual(self.drafts(), [])
+        self.assertFalse(self.env["pipemail.draft.copy"].search([("draft_id", "=", other.id)]))
+
+        # a team mailbox's Drafts folder is the team's: never
+        self.account.write({"drafts_to_mailbox": True, "kind": "team"})
+        self.save(self.compose().create({"subject": "Desks", "body": "<p>z</p>"}))
+        self.run_copies()
+        self.assertEqual(self.drafts(), [])
+
+    def test_copies_are_the_servers(self):
+        composer = self.compose().create({"subject": "Chairs", "body": "<p>x</p>"})
+        self.save(composer)
+        copy = self.env["pipemail.draft.copy"].search([])
+        self.assertEqual(len(copy), 1)
+        Copy = self.env["pipemail.draft.copy"].with_user(self.sender)
+        with self.assertRaises(AccessError):
+            Copy.search([])
+        with self.assertRaises(AccessError):
+            Copy.create({"account_id": self.account.id, "uid": 1})
+        with self.assertRaises(AccessError):
+            copy.with_user(self.sender).write({"uid": 7})
+        with self.assertRaises(AccessError):
+            copy.with_user(self.sender).unlink()
