@@ -68,12 +68,15 @@ class PipemailDraftCopy(models.Model):
     def _pipemail_queue(self, drafts):
         """After a save: a copy row per draft that goes to its mailbox (server code)."""
         Copy = self.sudo()
+        work = False
         for draft in drafts.sudo():
             copies = Copy.search([("draft_id", "=", draft.id)])
             if not self._pipemail_wanted(draft):
                 # the option was turned off, or the From changed to a team mailbox
                 copies.write({"draft_id": False})
+                work = work or bool(copies)
                 continue
+            work = True
             elsewhere = copies.filtered(lambda c, d=draft: c.account_id != d.account_id)
             elsewhere.write({"draft_id": False})
             current = copies - elsewhere
@@ -81,7 +84,8 @@ class PipemailDraftCopy(models.Model):
                 Copy.create({"draft_id": draft.id, "account_id": draft.account_id.id})
             elif current.attempts:
                 current.write({"attempts": 0, "error": False})
-        self._pipemail_wake(SAVE_DELAY)
+        if work:
+            self._pipemail_wake(SAVE_DELAY)
 
     @api.model
     def _pipemail_wake(self, delay=None):
