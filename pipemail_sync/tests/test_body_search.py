@@ -13,7 +13,7 @@ from odoo.tests import TransactionCase, new_test_user, tagged
 from ..models import pipemail_visibility
 from .visibility_common import FULL, PipemailWorldMixin
 
-ORDERS = ("last_date desc, id desc", "subject, id", "id")
+ORDERS = ("last_date desc, id desc", "subject, id", "id", "account_id desc, lead_id, id")
 
 
 @tagged("post_install", "-at_install")
@@ -54,6 +54,25 @@ class TestBodySearch(PipemailWorldMixin, TransactionCase):
                         self.assertEqual(page, expected[1:3], label)
                         self.assertEqual(counted, min(2, len(expected)), label)
                         self.assertEqual(total, len(expected), label)
+
+    def test_grouped_list(self):
+        """The inbox grouped by mailbox or label, searched for a common word."""
+        for user_key, user in self.users.items():
+            Thread = self.env(user=user)["pipemail.thread"].with_context(active_test=False)
+            for groupby in ("account_id", "label_ids", "visibility"):
+                expected = Thread.read_group(
+                    self._single(Thread, "canary"), [groupby], [groupby], orderby=groupby
+                )
+                with self._walk():
+                    got = Thread.read_group(
+                        [("message_body", "ilike", "canary")], [groupby], [groupby], orderby=groupby
+                    )
+                count = f"{groupby}_count"
+                self.assertEqual(
+                    [(g[groupby], g[count]) for g in got],
+                    [(g[groupby], g[count]) for g in expected],
+                    f"{user_key} {groupby}",
+                )
 
     def test_hidden_bodies_never_match(self):
         for user_key, user in self.users.items():
