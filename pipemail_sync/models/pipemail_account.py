@@ -66,7 +66,16 @@ for these values: changing any of them forgets the secrets."""
 CONNECTION_FIELDS = SERVER_FIELDS | {"email", "password"}
 """How the mailbox connects: the owner's or a system administrator's to change."""
 SETTINGS_FIELDS = frozenset(
-    {"name", "active", "history", "blocklist", "skip_internal", "default_visibility", "folder_ids"}
+    {
+        "name",
+        "active",
+        "history",
+        "blocklist",
+        "skip_internal",
+        "default_visibility",
+        "folder_ids",
+        "drafts_to_mailbox",
+    }
 )
 ADMIN_FIELDS = frozenset({"user_id", "kind", "member_ids", "company_id"})
 """Whose mailbox it is: email administrators set these for others (see

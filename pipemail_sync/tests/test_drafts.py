@@ -257,3 +257,11 @@ class TestDraftsInTheMailbox(PipemailOutboundCase):
             copy.with_user(self.sender).write({"uid": 7})
         with self.assertRaises(AccessError):
             copy.with_user(self.sender).unlink()
+        # the mailbox's option is its owner's (and the admins'): not a colleague's
+        colleague = new_test_user(
+            self.env, "pm_copy_colleague", groups="sales_team.group_sale_salesman_all_leads"
+        )
+        with self.assertRaises(AccessError):
+            self.account.with_user(colleague).write({"drafts_to_mailbox": False})
+        self.account.with_user(self.sender).write({"drafts_to_mailbox": False})
+        self.assertFalse(self.account.drafts_to_mailbox)
