@@ -26,7 +26,8 @@ result was stored) is looked up in the target folder by Message-ID and key and r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 from pipemail.errors import (
@@ -36,7 +37,7 @@ from pipemail.errors import (
     PipemailError,
     ProtocolError,
 )
-from pipemail.folders import FolderMap, discover
+from pipemail.folders import FolderMap, Role, discover
 from pipemail.imap import FolderMissing, ImapSession
 from pipemail.imap_parse import FetchedMessage, Mailbox
 from pipemail.mime import message_key, parse_message
@@ -424,21 +425,35 @@ def append_sent(
     Marked ``\\Seen``. Returns its location when the server gives APPENDUID (UIDPLUS),
     else ``None`` (the next sync of Sent finds it by key anyway).
     """
-    own = session is None
-    s = session or ImapSession.open(config)
-    try:
-        target = folder
-        if target is None:
-            target = discover(s).get("sent")
-            if target is None:
-                raise ConfigError("There is no Sent folder on the server to save the message in.")
+    with _session(config, session) as s:
+        target = _folder_with_role(
+            s, folder, "sent", "There is no Sent folder on the server to save the message in."
+        )
         found = s.append(target, raw, flags=["\\Seen"], when=when or datetime.now(timezone.utc))
         if found is None:
             return None
         return Location(target, found[0], found[1])
+
+
+@contextmanager
+def _session(config: AccountConfig, session: ImapSession | None) -> Iterator[ImapSession]:
+    """``session`` as given, or one opened here and closed when done."""
+    if session is not None:
+        yield session
+        return
+    own = ImapSession.open(config)
+    try:
+        yield own
     finally:
-        if own:
-            s.close()
+        own.close()
+
+
+def _folder_with_role(session: ImapSession, folder: str | None, role: Role, missing: str) -> str:
+    """``folder``, or the server's folder with that role (SPECIAL-USE or a known name)."""
+    target = folder or discover(session).get(role)
+    if target is None:
+        raise ConfigError(missing)
+    return target
 
 
 # ---------------------------------------------------------------- drafts
@@ -483,21 +498,16 @@ def save_draft(
     Returns the new copy's location (``None`` without UIDPLUS: it cannot be replaced
     later, the next save adds another).
     """
-    own = session is None
-    s = session or ImapSession.open(config)
-    try:
-        target = folder or discover(s).get("drafts")
-        if target is None:
-            raise ConfigError("There is no Drafts folder on the server to save the draft in.")
+    with _session(config, session) as s:
+        target = _folder_with_role(
+            s, folder, "drafts", "There is no Drafts folder on the server to save the draft in."
+        )
         found = s.append(
             target, raw, flags=list(DRAFT_FLAGS), when=when or datetime.now(timezone.utc)
         )
         if replace is not None:
             remove_draft(config, replace, session=s)
         return Location(target, found[0], found[1]) if found else None
-    finally:
-        if own:
-            s.close()
 
 
 def remove_draft(
@@ -507,9 +517,7 @@ def remove_draft(
     in the same folder generation is deleted (a recreated folder, a UID already gone,
     a message the person sent from their phone: nothing is touched). ``True`` when it
     was deleted."""
-    own = session is None
-    s = session or ImapSession.open(config)
-    try:
+    with _session(config, session) as s:
         try:
             mailbox = s.select(location.folder)
         except FolderMissing:
@@ -524,6 +532,3 @@ def remove_draft(
         if s.has("UIDPLUS"):
             s.expunge_uids([location.uid])
         return True
-    finally:
-        if own:
-            s.close()

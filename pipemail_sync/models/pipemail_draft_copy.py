@@ -14,17 +14,18 @@ Drafts folder is read by the whole team.
 import logging
 from datetime import timedelta
 
-from odoo import api, fields, models, modules
+from odoo import api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools import SQL
 
 from pipemail import errors as pm_errors
-from pipemail.types import Address, Location
+from pipemail.types import Location
 
 from ..engine import html as pm_html
 from ..engine import outbound as pm_outbound
 from ..engine import parse_addresses
 from ..engine import writeback as pm_writeback
+from .pipemail_outbox import outgoing_attachments, sender_address
 
 _logger = logging.getLogger(__name__)
 
@@ -120,12 +121,8 @@ class PipemailDraftCopy(models.Model):
         rows = self.sudo().browse([row[0] for row in self.env.cr.fetchall()])
         for row in rows:
             row._pipemail_process()
-            self._pipemail_commit()
+            self.env["pipemail.outbox"]._pipemail_commit()
         return rows
-
-    def _pipemail_commit(self):
-        if not modules.module.current_test:
-            self.env.cr.commit()
 
     def _pipemail_process(self):
         self.ensure_one()
@@ -174,40 +171,23 @@ class PipemailDraft(models.Model):
 
     def _pipemail_copy_mime(self):
         """The draft as a message a mail client opens to go on writing: From, To, Cc,
-        Bcc, subject, text, files, and the reply headers of the email it answers.
-        Addresses not finished yet are left out (a draft may hold half an address)."""
+        subject, text, files, and the reply headers of the email it answers (Bcc is
+        never in a message's headers). Addresses not finished yet are left out (a draft
+        may hold half an address)."""
         self.ensure_one()
         draft = self.sudo()
-        account = draft.account_id
-
-        def addresses(text):
-            try:
-                return parse_addresses(self.env, text, strict=False)
-            except UserError:
-                return []
-
-        name = draft.user_id.name or ""
-        if name.strip().lower() == (account.email or "").strip().lower():
-            name = ""
         html = str(draft.body or "") + str(draft.quote_html or "")
         parent = draft.parent_message_id
-        sender = Address(email=(account.email or "").strip(), name=name)
+        sender = sender_address(draft.account_id, draft.user_id)
         message = pm_outbound.OutgoingMessage(
             sender=sender,
-            to=addresses(draft.email_to),
-            cc=addresses(draft.email_cc),
-            bcc=addresses(draft.email_bcc),
+            to=parse_addresses(self.env, draft.email_to, strict=False),
+            cc=parse_addresses(self.env, draft.email_cc, strict=False),
+            bcc=parse_addresses(self.env, draft.email_bcc, strict=False),
             subject=(draft.subject or "").replace("\r", " ").replace("\n", " "),
             html=html,
             text=pm_html.html_to_text(html),
-            attachments=[
-                pm_outbound.OutgoingAttachment(
-                    name=att.name or "attachment",
-                    mimetype=att.mimetype or "application/octet-stream",
-                    content=att.raw or b"",
-                )
-                for att in draft.attachment_ids
-            ],
+            attachments=outgoing_attachments(draft.attachment_ids),
             in_reply_to=parent.message_id_header or "" if parent else "",
             references=[parent.message_id_header] if parent and parent.message_id_header else [],
             message_id=pm_writeback.draft_message_id(sender.domain),

@@ -84,6 +84,28 @@ would make a second copy."""
 PROVIDER_NAMES = {"gmail": "Gmail", "microsoft": "Outlook"}
 
 
+def sender_address(account, user):
+    """The From of an email written by ``user`` in ``account`` (sudo): the writer's name
+    on a personal mailbox, the mailbox's on a team one; no name that only repeats the
+    address."""
+    name = user.name if account.kind == "personal" else account.name
+    if (name or "").strip().lower() == (account.email or "").strip().lower():
+        name = ""
+    return Address(email=(account.email or "").strip(), name=name or "")
+
+
+def outgoing_attachments(attachments):
+    """``ir.attachment`` records (sudo) as the engine's outgoing files."""
+    return [
+        pm_outbound.OutgoingAttachment(
+            name=att.name or "attachment",
+            mimetype=att.mimetype or "application/octet-stream",
+            content=att.raw or b"",
+        )
+        for att in attachments
+    ]
+
+
 class PipemailOutbox(models.Model):
     _name = "pipemail.outbox"
     _description = "Outgoing Email"
@@ -210,21 +232,10 @@ class PipemailOutbox(models.Model):
             raise UserError(str(exc)) from None
 
     def _pipemail_sender(self):
-        account = self.account_id.sudo()
-        name = self.user_id.name if account.kind == "personal" else account.name
-        if (name or "").strip().lower() == (account.email or "").strip().lower():
-            name = ""
-        return Address(email=account.email.strip(), name=name or "")
+        return sender_address(self.account_id.sudo(), self.user_id)
 
     def _pipemail_outgoing_attachments(self):
-        return [
-            pm_outbound.OutgoingAttachment(
-                name=att.name or "attachment",
-                mimetype=att.mimetype or "application/octet-stream",
-                content=att.raw or b"",
-            )
-            for att in self.attachment_ids.sudo()
-        ]
+        return outgoing_attachments(self.attachment_ids.sudo())
 
     def _pipemail_raw(self):
         """The stored bytes, exactly as built (Binary fields hold base64)."""
